@@ -1,0 +1,1 @@
+"""smhr_core: the SMHR multi-hand reconstruction model in pure PyTorch (no ROS)."""

@@ -1,0 +1,124 @@
+"""Model and decoding settings: dataclasses that validate themselves and round-trip to dicts."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+BACKBONES = ("resnet50", "resnet18", "efficientnet_lite0")
+HEADS = ("hm", "params", "texture", "light", "handmap")
+REQUIRED_HEADS = ("hm", "params")
+DECODE_MODES = ("reference", "robot")
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or outside its allowed values."""
+
+
+def _check_keys(cls: type, data: dict[str, Any], where: str) -> None:
+    allowed = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise ConfigError(f"{where}: unknown field(s) {unknown}; allowed: {sorted(allowed)}")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """What network a checkpoint holds. Saved inside our checkpoints as `smhr_meta.model`."""
+
+    backbone: str = "resnet50"
+    input_resolution: int = 384
+    """Square network input side, pixels; a multiple of 32."""
+    heads: tuple[str, ...] = ("hm", "params", "handmap")
+
+    def __post_init__(self) -> None:
+        if self.backbone not in BACKBONES:
+            raise ConfigError(f"model.backbone: {self.backbone!r} is not one of {list(BACKBONES)}")
+        if not isinstance(self.input_resolution, int) or self.input_resolution < 64 or (
+            self.input_resolution % 32
+        ):
+            raise ConfigError(
+                f"model.input_resolution: {self.input_resolution!r} must be an integer >= 64 "
+                "and a multiple of 32 (e.g. 224 or 384)"
+            )
+        heads = tuple(self.heads)
+        object.__setattr__(self, "heads", heads)
+        bad = [h for h in heads if h not in HEADS]
+        if bad:
+            raise ConfigError(f"model.heads: {bad} not in {list(HEADS)}")
+        missing = [h for h in REQUIRED_HEADS if h not in heads]
+        if missing:
+            raise ConfigError(f"model.heads: must include {list(REQUIRED_HEADS)}, missing {missing}")
+        if len(set(heads)) != len(heads):
+            raise ConfigError(f"model.heads: duplicates in {list(heads)}")
+
+    @property
+    def map_size(self) -> int:
+        """Side of the output maps (stride 4), cells."""
+        return self.input_resolution // 4
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["heads"] = list(self.heads)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        _check_keys(cls, data, "model")
+        kwargs = dict(data)
+        if "heads" in kwargs:
+            kwargs["heads"] = tuple(kwargs["heads"])
+        return cls(**kwargs)
+
+
+RELEASE_MULTI_HAND = ModelConfig(
+    backbone="resnet50",
+    input_resolution=384,
+    heads=("hm", "params", "texture", "light", "handmap"),
+)
+"""The released multi-hand model (`Multi_pho.pth`)."""
+
+RELEASE_SINGLE_HAND = ModelConfig(
+    backbone="resnet50",
+    input_resolution=224,
+    heads=("hm", "params", "texture", "light"),
+)
+"""The released single-hand FreiHAND model (`FreiHand_2d_pho.pth`)."""
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    """How peaks become hands.
+
+    `reference` reproduces the release demo exactly: K = 4 at 384 input, K = 1 at 224, no
+    threshold. `robot` keeps peaks above `score_threshold`, at most `max_hands`.
+    """
+
+    mode: str = "robot"
+    score_threshold: float = 0.3
+    max_hands: int = 4
+
+    def __post_init__(self) -> None:
+        if self.mode not in DECODE_MODES:
+            raise ConfigError(f"decode.mode: {self.mode!r} is not one of {list(DECODE_MODES)}")
+        if not 0.0 <= float(self.score_threshold) <= 1.0:
+            raise ConfigError(
+                f"decode.score_threshold: {self.score_threshold!r} must be within [0, 1]"
+            )
+        if not isinstance(self.max_hands, int) or not 1 <= self.max_hands <= 64:
+            raise ConfigError(f"decode.max_hands: {self.max_hands!r} must be an integer in [1, 64]")
+
+    def top_k(self, input_resolution: int) -> int:
+        """Number of peaks to read from the heatmap."""
+        if self.mode == "reference":
+            return 1 if input_resolution <= 224 else 4
+        return self.max_hands
+
+    def threshold(self) -> float:
+        """Minimum score for a peak to count as a hand."""
+        return 0.0 if self.mode == "reference" else float(self.score_threshold)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DecodeConfig:
+        _check_keys(cls, data, "decode")
+        return cls(**data)
