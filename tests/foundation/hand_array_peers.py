@@ -5,6 +5,7 @@ Run as a script: `hand_array_peers.py publish TOPIC` or `hand_array_peers.py sub
 
 from __future__ import annotations
 
+import array
 import json
 import struct
 import sys
@@ -28,8 +29,8 @@ def make_hand_array(seed: int = 7, hands: int = 4):
     msg.intrinsics_assumed = True
     msg.hand_model = "open_hand/1 sha256:0123456789abcdef"
     msg.model = "resnet18@384 test.pth"
-    msg.inference_time = np.float32(0.0123)
-    msg.latency = np.float32(0.0456)
+    msg.inference_time = 0.0123
+    msg.latency = 0.0456
     for i in range(hands):
         hand = Hand()
         hand.id = 1000 + i
@@ -60,20 +61,27 @@ def make_hand_array(seed: int = 7, hands: int = 4):
     return msg
 
 
-def to_plain(value):
-    """A message as nested dicts/lists with floats as exact bit patterns (hex)."""
+def to_plain(value, ros_type: str = ""):
+    """A message as nested dicts/lists; floats as exact bit patterns of their ROS type (hex)."""
     if hasattr(value, "get_fields_and_field_types"):
-        return {name: to_plain(getattr(value, name)) for name in value.get_fields_and_field_types()}
+        return {
+            name: to_plain(getattr(value, name), kind)
+            for name, kind in value.get_fields_and_field_types().items()
+        }
+    if isinstance(value, array.array):
+        dtype = {"f": np.float32, "d": np.float64}[value.typecode]
+        return to_plain(np.frombuffer(value.tobytes(), dtype=dtype))
     if isinstance(value, np.ndarray):
-        if value.dtype == np.float32:
-            return ["f32:" + v.tobytes().hex() for v in value]
-        if value.dtype == np.float64:
-            return ["f64:" + v.tobytes().hex() for v in value]
-        return [to_plain(v.item()) for v in value]
+        if value.dtype in (np.float32, np.float64):
+            return [f"{value.dtype}:" + v.tobytes().hex() for v in value]
+        return [v.item() for v in value]
     if isinstance(value, (list, tuple)):
-        return [to_plain(v) for v in value]
-    if isinstance(value, float):
-        return "f64:" + struct.pack("<d", value).hex()
+        element = ros_type.split("<", 1)[-1].rstrip(">") if "sequence<" in ros_type else ""
+        return [to_plain(v, element) for v in value]
+    if ros_type == "float":
+        return "float32:" + np.float32(value).tobytes().hex()
+    if ros_type == "double":
+        return "float64:" + struct.pack("<d", float(value)).hex()
     return value
 
 
