@@ -34,8 +34,10 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONES:
             raise ConfigError(f"model.backbone: {self.backbone!r} is not one of {list(BACKBONES)}")
-        if not isinstance(self.input_resolution, int) or self.input_resolution < 64 or (
-            self.input_resolution % 32
+        if (
+            not isinstance(self.input_resolution, int)
+            or self.input_resolution < 64
+            or (self.input_resolution % 32)
         ):
             raise ConfigError(
                 f"model.input_resolution: {self.input_resolution!r} must be an integer >= 64 "
@@ -48,7 +50,9 @@ class ModelConfig:
             raise ConfigError(f"model.heads: {bad} not in {list(HEADS)}")
         missing = [h for h in REQUIRED_HEADS if h not in heads]
         if missing:
-            raise ConfigError(f"model.heads: must include {list(REQUIRED_HEADS)}, missing {missing}")
+            raise ConfigError(
+                f"model.heads: must include {list(REQUIRED_HEADS)}, missing {missing}"
+            )
         if len(set(heads)) != len(heads):
             raise ConfigError(f"model.heads: duplicates in {list(heads)}")
 

