@@ -1,0 +1,162 @@
+"""SMHRNet: backbone + CSP neck (output stride 4) + per-cell heads.
+
+Two ways to read the heads:
+- `forward(x)`: every head over the whole map (what training needs);
+- `features(x)` then `heads_at(...)`: the heads' 3x3 + 1x1 convolutions evaluated only at chosen
+  cells (what inference needs: the texture head alone is 2334 channels per cell).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from smhr_core.backbones import build_backbone
+from smhr_core.config import ModelConfig
+
+HEAD_CHANNELS = {"hm": 1, "params": 122, "texture": 2334, "light": 27, "handmap": 2}
+"""Output channels of each head (see SPEC: params = left 61 + right 61)."""
+
+NECK_CHANNELS = 256
+HEAD_HIDDEN = 256
+L2NORM_INIT = 10.0
+L2NORM_EPS = 1e-10
+HEATMAP_BIAS = -4.59
+"""Initial bias of the `hm` and `handmap` output layers: sigmoid(-4.59) ~ 0.01, few positives."""
+# Released ResNet keys sit at the network's top level; these heads' names must not collide.
+_HEATMAP_HEADS = ("hm", "handmap")
+
+
+class L2Norm(nn.Module):
+    """x / (sqrt(sum over channels of x^2) + 1e-10), times a learned per-channel scale."""
+
+    def __init__(self, channels: int, scale: float = L2NORM_INIT) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.full((channels,), float(scale)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        norm = x.pow(2).sum(dim=1, keepdim=True).sqrt() + L2NORM_EPS
+        return x / norm * self.weight.view(1, -1, 1, 1)
+
+
+def _make_head(name: str) -> nn.Sequential:
+    head = nn.Sequential(
+        nn.Conv2d(NECK_CHANNELS, HEAD_HIDDEN, kernel_size=3, padding=1, bias=True),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(HEAD_HIDDEN, HEAD_CHANNELS[name], kernel_size=1),
+    )
+    if name in _HEATMAP_HEADS:
+        nn.init.constant_(head[2].bias, HEATMAP_BIAS)
+    else:
+        # Regression heads start near zero so early training is driven by the data terms.
+        for conv in (head[0], head[2]):
+            nn.init.normal_(conv.weight, std=1e-3)
+            nn.init.zeros_(conv.bias)
+    return head
+
+
+class SMHRNet(nn.Module):
+    """The SMHR network for one `ModelConfig`.
+
+    State-dict keys are those of the released checkpoints: the backbone's layers are registered
+    directly on this module (`conv1.*`, `bn1.*`, `layer1.*` ... for ResNets; `stem.*`, `blocks.*`
+    for EfficientNet-Lite0), then `p3`, `p4`, `p5`, `p3_l2`..`p5_l2`, `feat`, `feat_bn` and one
+    `Sequential` per head in `config.heads`. Input: (B, 3, R, R) normalised BGR (see
+    `smhr_core.preprocess.normalise`); maps are (R/4, R/4).
+    """
+
+    def __init__(self, config: ModelConfig, pretrained_backbone: bool = False) -> None:
+        super().__init__()
+        self.config = config
+        backbone = build_backbone(config.backbone, pretrained=pretrained_backbone)
+        for name, module in backbone.named_children():
+            self.add_module(name, module)
+        # The backbone's forward runs on the children registered above (same module objects);
+        # the tuple keeps the wrapper itself out of the module tree and out of the state dict.
+        self._backbone = (backbone,)
+        self.backbone_channels: tuple[int, int, int] = tuple(backbone.channels)
+        c3, c4, c5 = self.backbone_channels
+        self.p3 = nn.ConvTranspose2d(c3, NECK_CHANNELS, kernel_size=4, stride=2, padding=1)
+        self.p4 = nn.ConvTranspose2d(c4, NECK_CHANNELS, kernel_size=4, stride=4, padding=0)
+        self.p5 = nn.ConvTranspose2d(c5, NECK_CHANNELS, kernel_size=8, stride=8, padding=0)
+        for deconv in (self.p3, self.p4, self.p5):
+            nn.init.xavier_normal_(deconv.weight)
+            nn.init.zeros_(deconv.bias)
+        self.p3_l2 = L2Norm(NECK_CHANNELS)
+        self.p4_l2 = L2Norm(NECK_CHANNELS)
+        self.p5_l2 = L2Norm(NECK_CHANNELS)
+        self.feat = nn.Conv2d(3 * NECK_CHANNELS, NECK_CHANNELS, 3, padding=1, bias=False)
+        self.feat_bn = nn.BatchNorm2d(NECK_CHANNELS, momentum=0.01)
+        self.feat_act = nn.ReLU(inplace=True)
+        self.head_names: tuple[str, ...] = tuple(config.heads)
+        for name in self.head_names:
+            self.add_module(name, _make_head(name))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Shared stride-4 features (B, 256, R/4, R/4) of normalised images (B, 3, R, R)."""
+        c3, c4, c5 = self._backbone[0](x)
+        cat = torch.cat(
+            [self.p3_l2(self.p3(c3)), self.p4_l2(self.p4(c4)), self.p5_l2(self.p5(c5))], dim=1
+        )
+        return self.feat_act(self.feat_bn(self.feat(cat)))
+
+    def _check_names(self, names: tuple[str, ...] | list[str]) -> None:
+        unknown = [n for n in names if n not in self.head_names]
+        if unknown:
+            raise KeyError(
+                f"heads {unknown} are not in this model (it has {list(self.head_names)})"
+            )
+
+    def head_maps(
+        self, feat: torch.Tensor, names: tuple[str, ...] | list[str] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Full (B, C, R/4, R/4) maps of the named heads (all heads when `names` is None)."""
+        names = self.head_names if names is None else tuple(names)
+        self._check_names(names)
+        return {name: getattr(self, name)(feat) for name in names}
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Full maps of every head in the config, keyed by head name."""
+        return self.head_maps(self.features(x))
+
+    def heads_at(
+        self,
+        feat: torch.Tensor,
+        batch_index: torch.Tensor,
+        ys: torch.Tensor,
+        xs: torch.Tensor,
+        names: tuple[str, ...] | list[str],
+    ) -> dict[str, torch.Tensor]:
+        """The named heads evaluated only at N cells: {name: (N, C)}.
+
+        Equal (to float rounding) to `head_maps(feat)[name][batch_index, :, ys, xs]`: the 3x3
+        conv reads the cell's 3x3 neighbourhood from the zero-padded map, as the full conv does
+        at borders and corners.
+
+        Args:
+            feat: (B, 256, H, W) output of `features`.
+            batch_index, ys, xs: (N,) integer tensors, image index, row and column of each cell.
+            names: heads to evaluate.
+        """
+        names = tuple(names)
+        self._check_names(names)
+        n = int(batch_index.shape[0])
+        if n == 0:
+            return {name: feat.new_zeros((0, HEAD_CHANNELS[name])) for name in names}
+        padded = F.pad(feat, (1, 1, 1, 1))
+        offsets = torch.arange(3, device=feat.device)
+        rows = ys.to(feat.device).long()[:, None] + offsets  # padded row of the window's top
+        cols = xs.to(feat.device).long()[:, None] + offsets
+        b = batch_index.to(feat.device).long()
+        # Advanced indices around a slice put the indexed dims first: (N, 3, 3, C).
+        windows = padded[b[:, None, None], :, rows[:, :, None], cols[:, None, :]]
+        windows = windows.permute(0, 3, 1, 2).reshape(n, -1)  # (N, C*3*3), conv weight order
+        out = {}
+        for name in names:
+            conv3, _, conv1 = getattr(self, name)
+            hidden = torch.relu(
+                F.linear(windows, conv3.weight.reshape(HEAD_HIDDEN, -1), conv3.bias)
+            )
+            out[name] = F.linear(hidden, conv1.weight.reshape(conv1.out_channels, -1), conv1.bias)
+        return out

@@ -1,0 +1,193 @@
+"""SMHRNet structure (release key names), neck numerics, and peak-only head evaluation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from smhr_core.backbones import (
+    BackboneError,
+    SamePadConv2d,
+    build_backbone,
+    efficientnet_lite0_weights_path,
+)
+from smhr_core.checkpoint import IGNORED_PREFIXES
+from smhr_core.config import RELEASE_MULTI_HAND, ModelConfig
+from smhr_core.network import HEAD_CHANNELS, L2Norm, SMHRNet
+
+KEYS_FILE = Path(__file__).resolve().parents[1] / "data" / "official_keys_multi.txt"
+
+
+def release_shapes() -> dict[str, tuple[int, ...]]:
+    shapes = {}
+    for line in KEYS_FILE.read_text().splitlines():
+        key, shape = line.split(" ", 1)
+        inner = shape.strip().strip("()")
+        shapes[key] = tuple(int(p) for p in inner.split(",") if p.strip())
+    return shapes
+
+
+def test_release_config_has_exactly_the_release_keys_and_shapes() -> None:
+    with torch.device("meta"):
+        model = SMHRNet(RELEASE_MULTI_HAND)
+    ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    used = {k: s for k, s in release_shapes().items() if not k.startswith(IGNORED_PREFIXES)}
+    assert ours == used
+    assert not any(k.startswith(("p2.", "p2_l2.", "backbone.")) for k in ours)
+
+
+@pytest.mark.parametrize("backbone", ["resnet50", "resnet18", "efficientnet_lite0"])
+def test_forward_shapes_per_backbone(backbone: str) -> None:
+    torch.manual_seed(0)
+    config = ModelConfig(backbone=backbone, input_resolution=64, heads=("hm", "params", "light"))
+    model = SMHRNet(config).eval()
+    assert not hasattr(model, "texture") and not hasattr(model, "handmap")
+    with torch.no_grad():
+        out = model(torch.randn(1, 3, 64, 64))
+    assert list(out) == ["hm", "params", "light"]
+    for name, value in out.items():
+        assert value.shape == (1, HEAD_CHANNELS[name], 16, 16)
+        assert torch.isfinite(value).all()
+    assert model.p3.in_channels == model.backbone_channels[0]
+    assert model.p5.in_channels == model.backbone_channels[2]
+
+
+def test_backbone_outputs_have_declared_channels_and_strides() -> None:
+    for name in ("resnet18", "efficientnet_lite0"):
+        backbone = build_backbone(name).eval()
+        with torch.no_grad():
+            outputs = backbone(torch.randn(1, 3, 64, 64))
+        assert [o.shape[1] for o in outputs] == list(backbone.channels)
+        assert [o.shape[-1] for o in outputs] == [8, 4, 2]
+
+
+def test_heads_are_initialised_as_the_release() -> None:
+    torch.manual_seed(0)
+    config = ModelConfig(
+        backbone="resnet18", input_resolution=64, heads=("hm", "params", "handmap")
+    )
+    model = SMHRNet(config)
+    assert torch.all(model.hm[2].bias == -4.59)
+    assert torch.all(model.handmap[2].bias == -4.59)
+    assert torch.all(model.params[2].bias == 0)
+    assert model.params[0].weight.std().item() == pytest.approx(1e-3, rel=0.05)
+    assert torch.all(model.p3_l2.weight == 10.0)
+    assert model.feat_bn.momentum == 0.01
+    assert model.feat.bias is None
+
+
+def test_l2norm_formula() -> None:
+    torch.manual_seed(0)
+    norm = L2Norm(4)
+    with torch.no_grad():
+        norm.weight.copy_(torch.tensor([1.0, 2.0, 3.0, 4.0]))
+    x = torch.randn(2, 4, 3, 5)
+    expected = x / (x.pow(2).sum(1, keepdim=True).sqrt() + 1e-10) * norm.weight.view(1, 4, 1, 1)
+    assert torch.equal(norm(x), expected)
+    assert torch.all(norm(torch.zeros(1, 4, 2, 2)) == 0)
+
+
+def test_backbone_layers_follow_mode_and_dtype_of_the_network() -> None:
+    torch.manual_seed(0)
+    config = ModelConfig(backbone="resnet18", input_resolution=64, heads=("hm", "params"))
+    model = SMHRNet(config)
+    model.eval()
+    assert not model.layer1[0].bn1.training
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        # Eval mode uses running statistics: one image alone equals its row in a batch.
+        assert torch.allclose(model(x[:1])["hm"], model(x)["hm"][:1], atol=1e-5)
+    model.double()
+    # The backbone's forward runs on the very modules the network converted.
+    assert model._backbone[0].layer4[1].conv2.weight.dtype == torch.float64
+    assert model._backbone[0].layer4[1].conv2 is model.layer4[1].conv2
+    model.train()
+    assert model.layer4[1].bn2.training
+
+
+def test_unknown_heads_are_rejected() -> None:
+    config = ModelConfig(backbone="resnet18", input_resolution=64, heads=("hm", "params"))
+    model = SMHRNet(config).eval()
+    feat = torch.zeros(1, 256, 16, 16)
+    with pytest.raises(KeyError, match="texture"):
+        model.head_maps(feat, ["texture"])
+    with pytest.raises(KeyError, match="handmap"):
+        model.heads_at(feat, torch.tensor([0]), torch.tensor([0]), torch.tensor([0]), ["handmap"])
+
+
+def test_heads_at_equals_full_maps_including_borders_and_corners() -> None:
+    torch.manual_seed(0)
+    config = ModelConfig(
+        backbone="efficientnet_lite0",
+        input_resolution=64,
+        heads=("hm", "params", "texture", "handmap"),
+    )
+    model = SMHRNet(config).eval()
+    # Non-trivial head weights (the release init of params is ~1e-3, too small to test with).
+    with torch.no_grad():
+        for name in config.heads:
+            for conv in (getattr(model, name)[0], getattr(model, name)[2]):
+                conv.weight.normal_(0.0, 0.05)
+                conv.bias.normal_(0.0, 0.5)
+        feat = model.features(torch.randn(2, 3, 64, 64))
+        full = model.head_maps(feat)
+        last = feat.shape[-1] - 1
+        cells = [
+            (0, 0, 0),
+            (0, 0, last),
+            (1, last, 0),
+            (1, last, last),
+            (0, 0, 7),
+            (1, 7, 0),
+            (0, last, 9),
+            (1, 5, last),
+            (0, 8, 8),
+            (1, 8, 8),
+        ]
+        b, ys, xs = (torch.tensor(c) for c in zip(*cells, strict=True))
+        sparse = model.heads_at(feat, b, ys, xs, ["params", "texture", "handmap", "hm"])
+        for name, values in sparse.items():
+            expected = full[name][b, :, ys, xs]
+            assert values.shape == expected.shape
+            assert torch.allclose(values, expected, rtol=1e-4, atol=1e-5), name
+            assert expected.abs().max() > 0.1
+        empty = model.heads_at(feat, b[:0], ys[:0], xs[:0], ["params"])
+        assert empty["params"].shape == (0, 122)
+
+
+def test_same_padding_follows_tensorflow() -> None:
+    torch.manual_seed(0)
+    conv = SamePadConv2d(2, 3, kernel_size=3, stride=2)
+    x = torch.randn(1, 2, 8, 8)
+    # TensorFlow "SAME" at stride 2 on an even size pads 0 before and 1 after.
+    expected = F.conv2d(F.pad(x, (0, 1, 0, 1)), conv.weight, stride=2)
+    assert torch.allclose(conv(x), expected)
+    assert conv(torch.randn(1, 2, 9, 7)).shape[-2:] == (5, 4)
+    same = SamePadConv2d(2, 3, kernel_size=5, stride=1)
+    assert torch.allclose(same(x), F.conv2d(x, same.weight, padding=2), atol=1e-6)
+
+
+def test_efficientnet_lite0_imagenet_weights_come_from_the_wheel() -> None:
+    source = torch.load(efficientnet_lite0_weights_path(), weights_only=True)
+    backbone = build_backbone("efficientnet_lite0", pretrained=True)
+    state = backbone.state_dict()
+    assert torch.equal(state["stem.0.weight"], source["_conv_stem.weight"])
+    assert torch.equal(
+        state["blocks.0.depthwise.0.weight"], source["_blocks.0._depthwise_conv.weight"]
+    )
+    assert torch.equal(
+        state["blocks.15.project.1.running_var"], source["_blocks.15._bn2.running_var"]
+    )
+    assert torch.equal(state["blocks.9.expand.0.weight"], source["_blocks.9._expand_conv.weight"])
+    used = sum(1 for k in source if not k.startswith(("_conv_head", "_bn1", "_fc")))
+    assert used == len(state)
+
+
+def test_pretrained_resnet_and_unknown_backbone_raise() -> None:
+    with pytest.raises(BackboneError, match="not available offline"):
+        build_backbone("resnet50", pretrained=True)
+    with pytest.raises(BackboneError, match="vgg16"):
+        build_backbone("vgg16")
