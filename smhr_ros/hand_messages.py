@@ -50,7 +50,9 @@ def hand_to_msg(hand: Hand, track_id: int, depth_corrected: bool, with_vertices:
     msg.depth_corrected = bool(depth_corrected)
     if with_vertices and hand.vertices_m is not None:
         vertices = array.array("f")
-        vertices.frombytes(_float32(hand.vertices_m, HandMsg.NUM_VERTICES * 3, "vertices_m"))
+        vertices.frombytes(
+            _float32(hand.vertices_m, HandMsg.NUM_VERTICES * 3, "vertices_m").tobytes()
+        )
         msg.vertices = vertices
     return msg
 

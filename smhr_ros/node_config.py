@@ -131,6 +131,14 @@ class NodeConfig:
             read_only=True,
         ),
     )
+    torch_threads: int = field(
+        default=0,
+        metadata=_meta(
+            "CPU threads torch may use for inference; 0: torch's default (all cores).",
+            read_only=True,
+            range_=(0, 256),
+        ),
+    )
     decode_mode: str = field(
         default="robot",
         metadata=_meta(
