@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import struct
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -97,7 +98,7 @@ def _read(path: Path, map_location: Any) -> Any:
         raise CheckpointError(
             f"{path}: not a readable PyTorch checkpoint (truncated or corrupt?): {first}"
         ) from exc
-    except (EOFError, KeyError, ValueError, OSError, IndexError, TypeError) as exc:
+    except (EOFError, KeyError, ValueError, OSError, IndexError, TypeError, struct.error) as exc:
         raise CheckpointError(
             f"{path}: not a readable PyTorch checkpoint (empty, truncated or not a torch file): "
             f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,305 @@
+"""Images in, hands out: the one object the node, the CLI and evaluation use for inference."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from smhr_core.camera import assumed_intrinsics, project, to_camera_frame
+from smhr_core.checkpoint import CheckpointError, load_checkpoint
+from smhr_core.config import ConfigError, DecodeConfig, ModelConfig
+from smhr_core.decode import (
+    choose_side,
+    find_peaks,
+    select_params,
+    split_params,
+    virtual_translation,
+)
+from smhr_core.hand_model import HandModel, HandModelError
+from smhr_core.network import SMHRNet
+from smhr_core.open_hand import open_hand_directory
+from smhr_core.preprocess import Letterbox, letterbox, normalise
+from smhr_core.results import Hand, Handedness, ImageHands
+
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "data" / "default_model.pth"
+"""The embedded default checkpoint, trained by us on synthetic scenes of the open hand model."""
+
+COLOR_ORDERS = ("bgr", "rgb")
+
+
+class PredictorError(RuntimeError):
+    """The predictor cannot be built or cannot use its input; the message says why in one line."""
+
+
+def resolve_device(device: str) -> torch.device:
+    """`auto` picks CUDA when present, else the CPU; anything else must be a valid torch device."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as error:
+        raise PredictorError(f"device {device!r} is not a torch device ({error})") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise PredictorError(f"device {device!r} was asked for but CUDA is not available")
+    return resolved
+
+
+class Predictor:
+    """SMHR inference: letterbox, one batched forward, peak decoding, MANO, camera mapping.
+
+    Only what the result needs is computed: the `params` and `handmap` heads are evaluated at the
+    selected peaks only, and `texture`/`light` never run.
+    """
+
+    def __init__(
+        self,
+        checkpoint: str | Path | None,
+        hand_model_dir: str | Path | None = None,
+        device: str = "auto",
+        decode: DecodeConfig | None = None,
+        with_vertices: bool = True,
+        input_resolution: int | None = None,
+    ) -> None:
+        """Load the network and the hand model.
+
+        `checkpoint` None means the embedded default. `input_resolution` (pixels) overrides the
+        checkpoint's (a release file records none: 384 is assumed for the multi-hand model, 224
+        for the single-hand one); the network is fully convolutional. Raises `PredictorError`.
+        """
+        self.device = resolve_device(device)
+        self.decode = decode or DecodeConfig()
+        self.with_vertices = with_vertices
+        path = Path(checkpoint) if checkpoint else DEFAULT_CHECKPOINT
+        if not path.is_file():
+            what = "the embedded default checkpoint" if checkpoint is None else "checkpoint"
+            raise PredictorError(f"{what} {path} does not exist")
+        try:
+            loaded = load_checkpoint(path, map_location="cpu")
+            config = loaded.config
+            if input_resolution is not None:
+                config = dataclasses.replace(config, input_resolution=input_resolution)
+        except (CheckpointError, ConfigError) as error:
+            raise PredictorError(str(error)) from None
+        self.checkpoint_path = path
+        self.meta = loaded.meta
+        self.load_report = loaded.report
+        self._setup_network(loaded.model, config)
+        hand_dir = Path(hand_model_dir) if hand_model_dir else open_hand_directory()
+        try:
+            self.hand_model = HandModel.from_directory(hand_dir, device=self.device)
+        except HandModelError as error:
+            raise PredictorError(str(error)) from None
+
+    @classmethod
+    def from_network(
+        cls,
+        network: SMHRNet,
+        hand_model: HandModel,
+        decode: DecodeConfig | None = None,
+        with_vertices: bool = True,
+        name: str = "in-memory network",
+    ) -> Predictor:
+        """A predictor around a network already in memory (training evaluation, random weights)."""
+        predictor = cls.__new__(cls)
+        predictor.device = next(network.parameters()).device
+        predictor.decode = decode or DecodeConfig()
+        predictor.with_vertices = with_vertices
+        predictor.checkpoint_path = Path(name)
+        predictor.meta = {}
+        predictor.load_report = None
+        predictor._setup_network(network, network.config)
+        predictor.hand_model = hand_model
+        return predictor
+
+    def _setup_network(self, network: SMHRNet, config: ModelConfig) -> None:
+        self.config = config
+        self.network = network.to(self.device).eval()
+        if self.device.type == "cuda":
+            self.network = self.network.to(memory_format=torch.channels_last)
+
+    @property
+    def model_description(self) -> str:
+        """Backbone, input resolution (pixels) and checkpoint file name."""
+        c = self.config
+        return f"{c.backbone}@{c.input_resolution} {self.checkpoint_path.name}"
+
+    @property
+    def hand_model_id(self) -> str:
+        """Identifies the hand model (and so the mesh topology) behind the vertices."""
+        return self.hand_model.model_id
+
+    def faces(self, is_right: bool) -> np.ndarray:
+        """(1538, 3) triangle indices of the right or left hand mesh."""
+        return self.hand_model.faces(is_right)
+
+    def _check_image(self, image: np.ndarray, index: int) -> None:
+        if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
+            kind = type(image).__name__ if not isinstance(image, np.ndarray) else image.dtype
+            raise PredictorError(f"image {index}: expected a uint8 numpy array, got {kind}")
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise PredictorError(f"image {index}: expected shape (H, W, 3), got {image.shape}")
+        if image.shape[0] < 2 or image.shape[1] < 2:
+            raise PredictorError(f"image {index}: {image.shape[1]}x{image.shape[0]} is too small")
+
+    def predict(
+        self,
+        images: Sequence[np.ndarray] | np.ndarray,
+        color_order: str = "bgr",
+        camera_matrices: Sequence[np.ndarray | None] | None = None,
+    ) -> list[ImageHands]:
+        """Find and reconstruct every hand in each image; all images go through one forward.
+
+        `camera_matrices[i]` is image i's real 3x3 intrinsics (pixels) or None to assume the
+        network's virtual camera. Raises `PredictorError` for unusable input.
+        """
+        if color_order not in COLOR_ORDERS:
+            raise PredictorError(f"color_order {color_order!r} is not one of {list(COLOR_ORDERS)}")
+        if isinstance(images, np.ndarray) and images.ndim == 3:
+            images = [images]
+        images = list(images)
+        if not images:
+            return []
+        if camera_matrices is None:
+            camera_matrices = [None] * len(images)
+        if len(camera_matrices) != len(images):
+            raise PredictorError(
+                f"{len(camera_matrices)} camera matrices given for {len(images)} images"
+            )
+        resolution = self.config.input_resolution
+        boxes: list[Letterbox] = []
+        inputs = []
+        for index, image in enumerate(images):
+            self._check_image(image, index)
+            square, box = letterbox(image, resolution, color_order)
+            inputs.append(square)
+            boxes.append(box)
+        batch = normalise(np.stack(inputs), device=self.device)
+        if self.device.type == "cuda":
+            batch = batch.to(memory_format=torch.channels_last)
+        with torch.inference_mode(), self._autocast():
+            features = self.network.features(batch)
+            heatmap = self.network.head_maps(features, ["hm"])["hm"].float()
+            peaks = find_peaks(heatmap, self.decode.top_k(resolution), self.decode.threshold())
+            names = [n for n in ("params", "handmap") if n in self.config.heads]
+            at_peaks = self.network.heads_at(features, peaks.batch_index, peaks.ys, peaks.xs, names)
+        params = at_peaks["params"].float()
+        if "handmap" in at_peaks:
+            is_right, side_probability = choose_side(at_peaks["handmap"].float())
+        else:
+            is_right = torch.ones(params.shape[0], dtype=torch.bool, device=params.device)
+            side_probability = torch.ones(params.shape[0], device=params.device)
+        finite = torch.isfinite(params).all(dim=1) & torch.isfinite(peaks.scores)
+        hands_per_image: list[list[Hand]] = [[] for _ in images]
+        dropped = [0] * len(images)
+        for b in peaks.batch_index[~finite].tolist():
+            dropped[b] += 1
+        if bool(finite.any()):
+            self._reconstruct(
+                peaks,
+                params,
+                is_right,
+                side_probability,
+                finite,
+                boxes,
+                camera_matrices,
+                hands_per_image,
+            )
+        results = []
+        for index, image in enumerate(images):
+            matrix = camera_matrices[index]
+            used = (
+                np.asarray(matrix, dtype=np.float64)
+                if matrix is not None
+                else assumed_intrinsics(boxes[index])
+            )
+            results.append(
+                ImageHands(
+                    hands=tuple(hands_per_image[index]),
+                    image_size=(int(image.shape[1]), int(image.shape[0])),
+                    camera_matrix=used,
+                    intrinsics_assumed=matrix is None,
+                    non_finite_hands=dropped[index],
+                )
+            )
+        return results
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.float16)
+        return contextlib.nullcontext()
+
+    def _reconstruct(
+        self,
+        peaks,
+        params: torch.Tensor,
+        is_right: torch.Tensor,
+        side_probability: torch.Tensor,
+        keep: torch.Tensor,
+        boxes: list[Letterbox],
+        camera_matrices: Sequence[np.ndarray | None],
+        out: list[list[Hand]],
+    ) -> None:
+        resolution = self.config.input_resolution
+        params = params[keep]
+        is_right = is_right[keep]
+        hand_params = split_params(select_params(params, is_right))
+        xs, ys = peaks.xs[keep], peaks.ys[keep]
+        translation = virtual_translation(hand_params.camera, xs, ys, resolution)
+        with torch.inference_mode():
+            mesh = self.hand_model(
+                hand_params.global_orient,
+                hand_params.hand_pose,
+                hand_params.betas,
+                translation,
+                is_right,
+            )
+        joints = mesh.joints.cpu().numpy().astype(np.float64)
+        vertices = mesh.vertices.cpu().numpy().astype(np.float64)
+        rest_wrist = mesh.rest_wrist.cpu().numpy().astype(np.float64)
+        batch_index = peaks.batch_index[keep].tolist()
+        scores = peaks.scores[keep].tolist()
+        rights = is_right.tolist()
+        probabilities = side_probability[keep].tolist()
+        orient = hand_params.global_orient.cpu().numpy()
+        pose = hand_params.hand_pose.cpu().numpy()
+        betas = hand_params.betas.cpu().numpy()
+        cells = np.stack([xs.cpu().numpy() * 4.0, ys.cpu().numpy() * 4.0], axis=1)
+        for i, b in enumerate(batch_index):
+            box = boxes[b]
+            matrix = camera_matrices[b]
+            camera = (
+                np.asarray(matrix, dtype=np.float64)
+                if matrix is not None
+                else assumed_intrinsics(box)
+            )
+            wrist = joints[i, 0]
+            joints_cam = to_camera_frame(joints[i], wrist, box, matrix)
+            keypoints = project(joints_cam, camera)
+            vertices_cam = (
+                to_camera_frame(vertices[i], wrist, box, matrix) if self.with_vertices else None
+            )
+            right = bool(rights[i])
+            out[b].append(
+                Hand(
+                    score=float(scores[i]),
+                    handedness=Handedness.RIGHT if right else Handedness.LEFT,
+                    handedness_probability=float(probabilities[i]),
+                    joints_m=joints_cam.astype(np.float32),
+                    keypoints_px=keypoints.astype(np.float32),
+                    global_orient=orient[i].astype(np.float32),
+                    hand_pose=pose[i].astype(np.float32),
+                    betas=betas[i].astype(np.float32),
+                    translation_m=(joints_cam[0] - rest_wrist[i]).astype(np.float32),
+                    box_px=np.concatenate([keypoints.min(axis=0), keypoints.max(axis=0)]).astype(
+                        np.float32
+                    ),
+                    centre_px=box.to_original(cells[i]).astype(np.float32),
+                    vertices_m=None if vertices_cam is None else vertices_cam.astype(np.float32),
+                    faces=self.hand_model.faces(right),
+                )
+            )
