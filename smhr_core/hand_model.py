@@ -91,9 +91,12 @@ class HandModel(torch.nn.Module):
         self.model_id = model_id
         self.is_open_model = is_open_model
         self._faces = {
-            True: np.asarray(right["f"], dtype=np.int64),
-            False: np.asarray(left["f"], dtype=np.int64),
+            True: np.array(right["f"], dtype=np.int64),
+            False: np.array(left["f"], dtype=np.int64),
         }
+        # Shared by every Hand of a side (no copy per hand), so they must not be writable.
+        for faces in self._faces.values():
+            faces.setflags(write=False)
         # smplx prints a warning about having 10 (not 300) shape coefficients; MANO has 10.
         with contextlib.redirect_stdout(io.StringIO()):
             self.right = self._smplx_layer(right, is_right=True)
@@ -142,8 +145,8 @@ class HandModel(torch.nn.Module):
         return cls(models["RIGHT"][1], models["LEFT"][1], model_id, is_open, device)
 
     def faces(self, is_right: bool) -> np.ndarray:
-        """(1538, 3) int64 triangle vertex indices of the right or left model."""
-        return self._faces[bool(is_right)].copy()
+        """(1538, 3) int64 triangle vertex indices of the right or left model (read-only)."""
+        return self._faces[bool(is_right)]
 
     def forward(
         self,
