@@ -91,11 +91,17 @@ def declare_parameters(node: Node, specs: Sequence[ParameterSpec]) -> dict[str, 
     for spec in specs:
         try:
             value = node.declare_parameter(spec.name, spec.default, spec.descriptor()).value
-        except (InvalidParameterTypeException, InvalidParameterValueException) as error:
+        except InvalidParameterTypeException:
+            given = node._parameter_overrides[spec.name].value
             hint = " (write e.g. 10.0, not 10)" if isinstance(spec.default, float) else ""
-            reason = " ".join(str(error).split())
             raise ConfigError(
-                f"parameter '{spec.name}': {reason}; expected {spec.allowed()}{hint}"
+                f"parameter '{spec.name}': {given!r} has the wrong type; expected "
+                f"{spec.allowed()}{hint}"
+            ) from None
+        except InvalidParameterValueException:
+            given = node._parameter_overrides[spec.name].value
+            raise ConfigError(
+                f"parameter '{spec.name}': {given!r} is not {spec.allowed()}"
             ) from None
         _check(spec, value)
         values[spec.name] = value
