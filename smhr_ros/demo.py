@@ -173,7 +173,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--out", type=Path, default=None, help="output folder (default: ./outputs/demo-<time>)"
     )
     parser.add_argument(
-        "--device", default="cpu", help="torch device for the hands node (default: cpu)"
+        "--device",
+        default="auto",
+        help="torch device for the hands node: auto (CUDA when available), cpu, cuda, cuda:N",
     )
     parser.add_argument(
         "--checkpoint", default="", help="network checkpoint (default: the embedded model)"
