@@ -10,6 +10,7 @@ generated messages), not the source tree.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -24,7 +25,10 @@ import pytest
 import rclpy
 import torch
 import yaml
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from smhr_core.camera import project
 from smhr_core.checkpoint import save_checkpoint
@@ -33,6 +37,7 @@ from smhr_core.hand_model import HandModel
 from smhr_core.network import SMHRNet
 from smhr_core.open_hand import open_hand_directory
 from smhr_core.results import Hand, Handedness
+from smhr_ros.diagnostics import status_values
 
 PUBLISHER_SCRIPT = Path(__file__).resolve().parent / "image_publisher.py"
 TEST_MODEL = ModelConfig(
@@ -136,6 +141,18 @@ def ros_environment(domain: int, log_dir: Path) -> dict[str, str]:
     return env
 
 
+def _load_publisher_module() -> Any:
+    spec = importlib.util.spec_from_file_location("smhr_test_image_publisher", PUBLISHER_SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_PUBLISHER_MODULE = _load_publisher_module()
+
+RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+
+
 class RosHarness:
     """An in-process rclpy context in one domain, plus helpers to start child processes."""
 
@@ -152,6 +169,55 @@ class RosHarness:
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self._processes: list[subprocess.Popen] = []
+        self.publisher_module = _PUBLISHER_MODULE
+        """tests/ros/image_publisher.py as a module (`make_image`, `image_message`, ...)."""
+        self.diagnostics: list[DiagnosticArray] = []
+        self.node.create_subscription(
+            DiagnosticArray, "/diagnostics", self.diagnostics.append, RELIABLE
+        )
+
+    def collect(self, message_type: type, topic: str) -> list[Any]:
+        """Subscribe the probe node to `topic`; returns the list received messages go to."""
+        received: list[Any] = []
+        self.node.create_subscription(message_type, topic, received.append, RELIABLE)
+        return received
+
+    def wait_for_publisher(self, topic: str, timeout_s: float) -> None:
+        """Spin until some node publishes `topic` (e.g. the node under test is up)."""
+        up = self.spin_until(lambda: self.node.count_publishers(topic) > 0, timeout_s)
+        assert up, f"nobody published {topic} within {timeout_s} s"
+
+    def diagnostic_values(self, name_suffix: str) -> dict[str, str]:
+        """Key/values of the newest diagnostics status whose name ends with `name_suffix`."""
+        for array in reversed(self.diagnostics):
+            for status in array.status:
+                if status.name.endswith(name_suffix):
+                    return status_values(status)
+        return {}
+
+    def wait_for_diagnostic(
+        self, name_suffix: str, key: str, predicate: Callable[[str], bool], timeout_s: float
+    ) -> dict[str, str]:
+        """Spin until the newest status `name_suffix` has `key` with predicate(value) true."""
+
+        def ok() -> bool:
+            value = self.diagnostic_values(name_suffix).get(key)
+            return value is not None and predicate(value)
+
+        assert self.spin_until(ok, timeout_s), (
+            f"diagnostics {name_suffix!r} never had a matching {key!r}: "
+            f"{self.diagnostic_values(name_suffix)}"
+        )
+        return self.diagnostic_values(name_suffix)
+
+    def image_publisher(self, topic: str, compressed: bool = False):
+        """A publisher of the probe node for images (or compressed images) on `topic`."""
+        kind = CompressedImage if compressed else Image
+        return self.node.create_publisher(kind, topic, RELIABLE)
+
+    def camera_info_publisher(self, topic: str):
+        """A publisher of the probe node for CameraInfo on `topic`."""
+        return self.node.create_publisher(CameraInfo, topic, RELIABLE)
 
     @property
     def env(self) -> dict[str, str]:
