@@ -1,0 +1,1 @@
+"""SMHR training: datasets, losses, differentiable rendering, the training loop, evaluation."""
