@@ -9,8 +9,11 @@ answers each request line `{"path": "<image file>"}` on stdin with
 `{"path", "image_size": [w, h], "time_ms", "hands": [{"label", "label_score",
 "keypoints_px"}]}` (or `{"path", "error"}`) on stdout, until stdin closes. `keypoints_px` are the
 21 landmarks in pixels (u, v) of the image, in MediaPipe's order, which is FreiHAND's. `label`
-is MediaPipe's raw handedness label ("Left"/"Right"), which the legacy API gives for a mirrored
-(selfie) image. `time_ms` covers the colour conversion and `Hands.process` on the decoded image.
+is MediaPipe's handedness label ("Left"/"Right"), which the legacy API gives as if the image were
+mirrored (selfie); with --flip the worker mirrors each image before MediaPipe sees it (the fix
+MediaPipe's documentation recommends for ordinary camera images) and maps the landmarks back, so
+the label is the anatomical side. `time_ms` covers the colour conversion, the flip and
+`Hands.process` on the decoded image.
 """
 
 from __future__ import annotations
@@ -35,6 +38,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--model-complexity", type=int, choices=(0, 1), default=1, help="landmark model: 0 lite"
     )
+    parser.add_argument(
+        "--flip", action="store_true", help="mirror each image first (anatomical labels)"
+    )
     return parser.parse_args()
 
 
@@ -46,20 +52,23 @@ def protocol_stream():
     return stream
 
 
-def process(hands, path: str) -> dict:
+def process(hands, path: str, flip: bool) -> dict:
     """Landmarks and handedness of every hand MediaPipe finds in one image file."""
     image = cv2.imread(path, cv2.IMREAD_COLOR)
     if image is None:
         return {"path": path, "error": f"{path} is not a readable image"}
     height, width = image.shape[:2]
     start = time.perf_counter()
-    result = hands.process(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+    rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    result = hands.process(cv2.flip(rgb, 1) if flip else rgb)
     elapsed = time.perf_counter() - start
     found = []
     for landmarks, handedness in zip(
         result.multi_hand_landmarks or [], result.multi_handedness or [], strict=True
     ):
         normalised = np.array([(p.x, p.y) for p in landmarks.landmark], dtype=np.float64)
+        if flip:
+            normalised[:, 0] = 1.0 - normalised[:, 0]
         pixels = normalised * np.array([width, height], dtype=np.float64)
         best = handedness.classification[0]
         found.append(
@@ -99,7 +108,7 @@ def main() -> None:
             if not line.strip():
                 continue
             path = json.loads(line)["path"]
-            out.write(json.dumps(process(hands, path)) + "\n")
+            out.write(json.dumps(process(hands, path, args.flip)) + "\n")
 
 
 if __name__ == "__main__":

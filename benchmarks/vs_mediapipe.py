@@ -16,10 +16,13 @@ use FreiHAND's order: wrist, thumb CMC/MCP/IP/tip, index MCP/PIP/DIP/tip, middle
 closer than 0.2 x the larger side of MediaPipe's keypoint box; handedness agreement is the
 fraction of pairs with the same side.
 
-Handedness: the legacy `mp.solutions.hands` API labels hands as if the image were mirrored
-(a selfie camera), so for ordinary camera images its "Left" is the anatomical right hand. This
-script swaps MediaPipe's label unless --mirrored says the images are mirrored; the JSON keeps
-MediaPipe's raw label too. SMHR reports the anatomical side of a non-mirrored image.
+Handedness: both methods are compared on the side a hand shows in the image as given (for an
+ordinary, non-mirrored camera image that is the anatomical side), which is what SMHR reports.
+The legacy `mp.solutions.hands` API labels hands as if the image were mirrored (a selfie camera),
+so its "Left" is a hand that looks right-handed in the image. --mp-handedness swap (default)
+swaps its label; --mp-handedness flip mirrors each image before MediaPipe sees it and maps the
+landmarks back (the fix MediaPipe's documentation recommends; its landmarks then come from the
+mirrored image). The JSON keeps MediaPipe's own label as `mediapipe_label`.
 
 Usage (from the repository root):
     bash benchmarks/setup_mediapipe.sh
@@ -58,6 +61,10 @@ DEFAULT_INPUTS = (ROOT / "tests" / "data" / "handSrc.jpg", ROOT / "smhr_ros" / "
 PCK_FRACTION = 0.2
 METHODS = ("mediapipe", "smhr")
 NAMES = {"mediapipe": "MediaPipe Hands", "smhr": "SMHR"}
+MP_HANDEDNESS = {
+    "swap": "MediaPipe's label swapped (its legacy API assumes mirrored images)",
+    "flip": "images mirrored before MediaPipe, landmarks mapped back, label as given",
+}
 _MEDIAPIPE_LABELS = {"Left": Handedness.LEFT, "Right": Handedness.RIGHT}
 
 
@@ -72,11 +79,11 @@ class Hand2D:
     keypoints_px: np.ndarray
     """(21, 2) float64 (u, v) pixels, FreiHAND order."""
     handedness: Handedness
-    """Anatomical side."""
+    """The side the hand shows in the image as given (anatomical for a non-mirrored image)."""
     score: float | None = None
     """SMHR: heatmap peak score; MediaPipe: score of its handedness label; truth: None."""
     label: str | None = None
-    """MediaPipe's raw handedness label (mirrored-image convention); None for the others."""
+    """MediaPipe's own handedness label; None for the others."""
 
     def box_px(self) -> np.ndarray:
         """(u_min, v_min, u_max, v_max) of the keypoints, pixels."""
@@ -144,9 +151,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--mp-model-complexity", type=int, choices=(0, 1), default=1, help="MediaPipe landmarks"
     )
     parser.add_argument(
-        "--mirrored",
-        action="store_true",
-        help="the images are mirrored (selfie): keep MediaPipe's handedness labels as they are",
+        "--mp-handedness",
+        choices=MP_HANDEDNESS,
+        default="swap",
+        help="undo MediaPipe's mirrored-image labels: swap them, or flip the images (see above)",
     )
     parser.add_argument("--match-iou", type=float, default=0.1, help="min keypoint-box IoU")
     parser.add_argument("--warmup", type=int, default=2, help="untimed calls per method first")
@@ -232,6 +240,8 @@ class MediaPipeWorker:
             f"--min-detection-confidence={args.mp_detection_confidence}",
             f"--model-complexity={args.mp_model_complexity}",
         ]
+        if args.mp_handedness == "flip":
+            command.append("--flip")
         self._process = subprocess.Popen(
             command,
             stdin=subprocess.PIPE,
@@ -278,12 +288,13 @@ class MediaPipeWorker:
         self.close()
 
 
-def mediapipe_hands(answer: dict, mirrored: bool) -> list[Hand2D]:
-    """MediaPipe's hands with anatomical sides (its labels assume a mirrored image)."""
+def mediapipe_hands(answer: dict, handedness: str) -> list[Hand2D]:
+    """MediaPipe's hands with the side they show in the image (see --mp-handedness)."""
     hands = []
     for hand in answer["hands"]:
         side = _MEDIAPIPE_LABELS[hand["label"]]
-        if not mirrored:
+        # With "flip" the worker's image was mirrored, so its label already is the shown side.
+        if handedness == "swap":
             side = Handedness.RIGHT if side == Handedness.LEFT else Handedness.LEFT
         hands.append(
             Hand2D(
@@ -373,7 +384,10 @@ def run_images(
                             f"{item.path}: MediaPipe decoded {answer['image_size']} pixels, "
                             f"SMHR {size}"
                         )
-                    found, elapsed = mediapipe_hands(answer, args.mirrored), answer["time_ms"] / 1e3
+                    found, elapsed = (
+                        mediapipe_hands(answer, args.mp_handedness),
+                        answer["time_ms"] / 1e3,
+                    )
                 else:
                     found, elapsed = smhr_hands(predictor, image)
                 hands.setdefault(method, found)
@@ -562,9 +576,7 @@ def run(args: argparse.Namespace) -> int:
                 "hand_model": predictor.hand_model_id,
                 "torch": torch.__version__,
                 "mediapipe_worker": mp_info,
-                "mediapipe_handedness": "as labelled by MediaPipe"
-                if args.mirrored
-                else "MediaPipe's label swapped (its legacy API assumes mirrored images)",
+                "mediapipe_handedness": MP_HANDEDNESS[args.mp_handedness],
                 "pck_fraction": PCK_FRACTION,
                 "machine": platform.machine(),
                 "processor": platform.processor(),
