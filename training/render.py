@@ -21,7 +21,6 @@ import math
 from dataclasses import dataclass
 
 import torch
-from pytorch3d.ops import interpolate_face_attributes
 from pytorch3d.renderer import BlendParams, PerspectiveCameras, SoftSilhouetteShader
 from pytorch3d.renderer.mesh.rasterizer import Fragments
 
@@ -238,7 +237,11 @@ class HandRenderer(torch.nn.Module):
         pix_to_face = hard.pix_to_face
         covered = pix_to_face[..., 0] >= 0
         face_colours = colours.reshape(-1, 3)[faces]
-        image = interpolate_face_attributes(pix_to_face, hard.bary_coords, face_colours)[..., 0, :]
+        b_idx, y_idx, x_idx = torch.nonzero(covered, as_tuple=True)
+        visible = pix_to_face[b_idx, y_idx, x_idx, 0]
+        weights = hard.bary_coords[b_idx, y_idx, x_idx, 0]  # (n, 3)
+        shaded = (weights[..., None] * face_colours[visible]).sum(1)
+        image = colours.new_zeros(batch, size, size, 3).index_put((b_idx, y_idx, x_idx), shaded)
         hand_index = torch.where(covered, slot_of_face[pix_to_face[..., 0].clamp(min=0)], -1)
         depth = torch.where(covered, hard.zbuf[..., 0], torch.zeros_like(hard.zbuf[..., 0]))
         soft = None
@@ -299,21 +302,36 @@ class HandRenderer(torch.nn.Module):
             dists=dists.new_full(shape, -1.0).index_put((hit,), dists),
         )
 
+    def _screen(self, faces: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Pixel x (n, 3), pixel y (n, 3) and depth z (n, 3) of the corners of faces (n, 3, 3)."""
+        cx, cy = self.principal_point_px
+        z = faces[..., 2]
+        return faces[..., 0] * self.focal_px / z + cx, faces[..., 1] * self.focal_px / z + cy, z
+
     def _pixel_geometry(
         self, faces: torch.Tensor, pixel: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Perspective-correct barycentrics (n, 3), depth (n,) in metres and signed squared
         distance (n,) in NDC units of camera-frame faces (n, 3, 3) at pixel points (n, 2)."""
+        x, y, z = self._screen(faces)
+        return self._geometry(x, y, z, pixel[:, 0], pixel[:, 1], with_distance=True)
+
+    def _geometry(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        z: torch.Tensor,
+        px: torch.Tensor,
+        py: torch.Tensor,
+        with_distance: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Barycentrics, depth and (optionally) signed squared NDC distance of the pixel
+        points (px, py) (n,) in the faces with screen corners x, y (n, 3) and depths z (n, 3).
+        Without `with_distance`, the third result is None and depth is only valid inside."""
         # Component-wise arithmetic: reductions over tiny trailing dimensions are slow on CPU.
-        cx, cy = self.principal_point_px
-        z0, z1, z2 = faces[:, 0, 2], faces[:, 1, 2], faces[:, 2, 2]
-        x0 = faces[:, 0, 0] * self.focal_px / z0 + cx
-        x1 = faces[:, 1, 0] * self.focal_px / z1 + cx
-        x2 = faces[:, 2, 0] * self.focal_px / z2 + cx
-        y0 = faces[:, 0, 1] * self.focal_px / z0 + cy
-        y1 = faces[:, 1, 1] * self.focal_px / z1 + cy
-        y2 = faces[:, 2, 1] * self.focal_px / z2 + cy
-        px, py = pixel[:, 0], pixel[:, 1]
+        x0, x1, x2 = x.unbind(-1)
+        y0, y1, y2 = y.unbind(-1)
+        z0, z1, z2 = z.unbind(-1)
         area = (x1 - x0) * (y2 - y0) - (y1 - y0) * (x2 - x0)
         area = torch.where(area.abs() < 1e-12, torch.full_like(area, 1e-12), area)
         w0 = ((x1 - px) * (y2 - py) - (y1 - py) * (x2 - px)) / area
@@ -322,6 +340,9 @@ class HandRenderer(torch.nn.Module):
         q0, q1, q2 = w0 / z0, w1 / z1, w2 / z2
         inv_depth = q0 + q1 + q2
         bary = torch.stack([q0, q1, q2], dim=-1) / inv_depth[:, None]
+        inside = (w0 > 0) & (w1 > 0) & (w2 > 0)
+        if not with_distance:
+            return bary, torch.where(inside, 1.0 / inv_depth, -1.0), None
 
         def segment_distance2(
             ax: torch.Tensor, ay: torch.Tensor, bx: torch.Tensor, by: torch.Tensor
@@ -339,7 +360,6 @@ class HandRenderer(torch.nn.Module):
             )
             * (2.0 / self.resolution) ** 2
         )
-        inside = (w0 > 0) & (w1 > 0) & (w2 > 0)
         # Outside a face, its depth is taken at the nearest point (clipped barycentrics).
         c0, c1, c2 = w0.clamp(min=0.0), w1.clamp(min=0.0), w2.clamp(min=0.0)
         outside_depth = (c0 + c1 + c2) / (c0 / z0 + c1 / z1 + c2 / z2).clamp(min=1e-12)
@@ -361,16 +381,16 @@ class HandRenderer(torch.nn.Module):
         """
         size, k = self.resolution, pix_to_face.shape[1]
         device = faces.device
-        uv = self.project(faces)
+        x, y, z = self._screen(faces)
         margin = math.sqrt(blur_radius) * size / 2.0
-        area = (uv[:, 1, 0] - uv[:, 0, 0]) * (uv[:, 2, 1] - uv[:, 0, 1]) - (
-            uv[:, 1, 1] - uv[:, 0, 1]
-        ) * (uv[:, 2, 0] - uv[:, 0, 0])
-        first = torch.ceil(uv.amin(dim=1) - margin - 0.5).long().clamp(min=0)
-        last = torch.floor(uv.amax(dim=1) + margin - 0.5).long().clamp(max=size - 1)
-        span = (last - first + 1).clamp(min=0)
-        usable = (faces[..., 2].amin(dim=1) > 1e-3) & (area.abs() > 1e-12)
-        counts = torch.where(usable, span[:, 0] * span[:, 1], 0)
+        area = (x[:, 1] - x[:, 0]) * (y[:, 2] - y[:, 0]) - (y[:, 1] - y[:, 0]) * (x[:, 2] - x[:, 0])
+        first_x = torch.ceil(x.amin(dim=1) - margin - 0.5).long().clamp(min=0)
+        first_y = torch.ceil(y.amin(dim=1) - margin - 0.5).long().clamp(min=0)
+        span_x = (torch.floor(x.amax(dim=1) + margin - 0.5).long().clamp(max=size - 1)) - first_x
+        span_y = (torch.floor(y.amax(dim=1) + margin - 0.5).long().clamp(max=size - 1)) - first_y
+        span_x, span_y = (span_x + 1).clamp(min=0), (span_y + 1).clamp(min=0)
+        usable = (z.amin(dim=1) > 1e-3) & (area.abs() > 1e-12)
+        counts = torch.where(usable, span_x * span_y, 0)
         total = int(counts.sum())
         if total == 0:
             return
@@ -378,15 +398,29 @@ class HandRenderer(torch.nn.Module):
         rank = torch.arange(total, device=device) - torch.repeat_interleave(
             torch.cumsum(counts, 0) - counts, counts
         )
-        width = span[owner, 0]
-        px = first[owner, 0] + rank % width
-        py = first[owner, 1] + rank // width
-        pixel = torch.stack([px, py], dim=-1).to(faces.dtype) + 0.5
-        _, depth, dists = self._pixel_geometry(faces[owner], pixel)
-        keep = (dists < 0) | (dists < blur_radius) if blur_radius > 0 else dists < 0
-        keep &= depth > 1e-3
+        width = span_x[owner]
+        px = first_x[owner] + rank % width
+        py = first_y[owner] + rank // width
+        _, depth, dists = self._geometry(
+            x[owner],
+            y[owner],
+            z[owner],
+            px.to(faces.dtype) + 0.5,
+            py.to(faces.dtype) + 0.5,
+            with_distance=blur_radius > 0,
+        )
+        keep = depth > 1e-3
+        if dists is not None:
+            keep &= (dists < 0) | (dists < blur_radius)
         owner, depth = owner[keep], depth[keep]
         pixel_id = (image * size + py[keep]) * size + px[keep]
+        if k == 1:
+            # Nearest face only: a scatter-min over pixels instead of sorting every pair.
+            nearest = torch.full((pix_to_face.shape[0],), math.inf, dtype=depth.dtype)
+            nearest = nearest.to(device).scatter_reduce(0, pixel_id, depth, reduce="amin")
+            wins = depth == nearest[pixel_id]
+            pix_to_face[pixel_id[wins], 0] = face_ids[owner[wins]]
+            return
         by_depth = torch.argsort(depth)
         order = by_depth[torch.argsort(pixel_id[by_depth], stable=True)]
         pixel_id, owner = pixel_id[order], owner[order]
