@@ -254,8 +254,8 @@ def generate(out: Path) -> dict:
     size = WIDTH * SUPERSAMPLING
     renderer = HandRenderer(
         size,
-        torch.from_numpy(hand_model.faces(True)),
-        torch.from_numpy(hand_model.faces(False)),
+        torch.tensor(hand_model.faces(True)),
+        torch.tensor(hand_model.faces(False)),
         focal_px=FOCAL_PX * SUPERSAMPLING,
         principal_point_px=(
             CAMERA_MATRIX[0, 2] * SUPERSAMPLING,
