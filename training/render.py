@@ -51,7 +51,7 @@ def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
     normals = torch.zeros_like(vertices)
     for corner in range(3):
         normals = normals.index_add(1, faces[:, corner], face_normals)
-    return normals / (normals.norm(dim=-1, keepdim=True) + 1e-8)
+    return torch.nn.functional.normalize(normals, dim=-1, eps=1e-12)
 
 
 def sh_basis(normals: torch.Tensor) -> torch.Tensor:
