@@ -20,6 +20,7 @@ import argparse
 import json
 import math
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -246,8 +247,12 @@ def project(points_m: np.ndarray) -> np.ndarray:
     return uv[:, :2] / uv[:, 2:3]
 
 
-def generate(out: Path) -> dict:
-    """Render the sequence into `out` (frames/ and labels.json); returns the labels."""
+def generate(out: Path, only_frames: Sequence[int] | None = None) -> dict:
+    """Render the sequence into `out` (frames/ and labels.json); returns the labels.
+
+    `only_frames` renders just those frame indices (labels then list only them), e.g. to check
+    a few frames of the committed sequence quickly; they equal the same frames of a full run.
+    """
     torch.manual_seed(0)
     rng = np.random.default_rng(SEED)
     hand_model = HandModel.from_directory(open_hand_directory())
@@ -272,7 +277,7 @@ def generate(out: Path) -> dict:
         shutil.rmtree(frames_dir)
     frames_dir.mkdir(parents=True)
     frames = []
-    for frame in range(NUM_FRAMES):
+    for frame in range(NUM_FRAMES) if only_frames is None else sorted(set(only_frames)):
         active = [i for i, t in enumerate(TRACKS) if t.first_frame <= frame <= t.last_frame]
         orients, poses, wrists = zip(*(track_pose(TRACKS[i], frame) for i in active), strict=True)
         is_right = torch.tensor([TRACKS[i].is_right for i in active])
