@@ -122,7 +122,9 @@ def test_nearer_hand_occludes_and_slots_are_kept(hand_model: HandModel) -> None:
     near = far * (0.5 / 0.7)  # same projection, nearer to the camera
     vertices = torch.stack([torch.cat([far, near]), torch.cat([near, far])])
     valid = torch.tensor([[True, True], [True, False]])
-    out = renderer(vertices, torch.tensor([[True, True], [True, True]]), valid=valid)
+    out = renderer(
+        vertices, torch.tensor([[True, True], [True, True]]), valid=valid, silhouette=False
+    )
     # Image 0: the near hand (slot 1) covers the far one wherever both project.
     alone = renderer(far[None], torch.tensor([[True]]), silhouette=False).mask[0, 0].bool()
     assert (out.hand_index[0, 0][alone] == 1).all()
@@ -130,7 +132,7 @@ def test_nearer_hand_occludes_and_slots_are_kept(hand_model: HandModel) -> None:
     assert set(out.hand_index[1, 0].unique().tolist()) == {-1, 0}
     assert out.depth[0, 0].max() < out.depth[1, 0].max() + 1e-6
     empty = renderer(vertices, torch.ones(2, 2, dtype=torch.bool), valid=torch.zeros(2, 2))
-    assert empty.mask.sum() == 0 and empty.silhouette.sum() == 0
+    assert empty.mask.sum() == 0 and empty.silhouette.sum() == 0 and empty.image.sum() == 0
 
 
 def test_gradients_reach_vertices_colours_and_light(hand_model: HandModel) -> None:

@@ -1,0 +1,164 @@
+"""Synthetic scenes: determinism by seed, label consistency (keypoints, masks, centres, MANO),
+and the scene folder format."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import default_collate
+
+from smhr_core.camera import project
+from smhr_core.hand_model import HandModel
+from smhr_core.open_hand import open_hand_directory
+from training import sample as S
+from training.synthetic import (
+    Scene,
+    SceneConfig,
+    SceneFolder,
+    SceneGenerator,
+    SyntheticScenes,
+    load_scene,
+    random_background,
+    scene_paths,
+    write_scenes,
+)
+
+R = 128
+CONFIG = SceneConfig(resolution=R, min_hands=2, max_hands=4, hand_size=(0.3, 0.45))
+
+
+@pytest.fixture(scope="module")
+def hand_model() -> HandModel:
+    return HandModel.from_directory(open_hand_directory())
+
+
+@pytest.fixture(scope="module")
+def generator(hand_model: HandModel) -> SceneGenerator:
+    return SceneGenerator(CONFIG, hand_model)
+
+
+@pytest.fixture(scope="module")
+def scenes(generator: SceneGenerator) -> list[Scene]:
+    return [generator.scene(seed) for seed in range(3)]
+
+
+def test_same_seed_same_scene(generator: SceneGenerator, scenes: list[Scene]) -> None:
+    again = generator.scene(2)
+    assert np.array_equal(again.image_bgr, scenes[2].image_bgr)
+    assert np.array_equal(again.hand_index, scenes[2].hand_index)
+    for a, b in zip(again.hands, scenes[2].hands, strict=True):
+        assert np.array_equal(a.vertices_m, b.vertices_m) and a.is_right == b.is_right
+    assert not np.array_equal(scenes[0].image_bgr, scenes[1].image_bgr)
+
+
+def test_dataset_index_is_base_seed_plus_index(hand_model: HandModel, scenes: list[Scene]) -> None:
+    dataset = SyntheticScenes(2, base_seed=1, config=CONFIG, hand_model=hand_model)
+    assert len(dataset) == 2
+    item = dataset[1]
+    torch.testing.assert_close(item, scenes[2].to_sample())
+    with pytest.raises(IndexError, match="out of range"):
+        dataset.scene(2)
+    batch = default_collate([item, scenes[0].to_sample()])
+    assert batch[S.IMAGE].shape == (2, 3, R, R)
+
+
+def test_scene_contents(scenes: list[Scene]) -> None:
+    sides = set()
+    for scene in scenes:
+        assert scene.image_bgr.shape == (R, R, 3) and scene.image_bgr.dtype == np.uint8
+        assert 2 <= len(scene.hands) <= 4
+        assert set(np.unique(scene.hand_index)) == set(range(-1, len(scene.hands)))
+        sides.update(hand.is_right for hand in scene.hands)
+        # Hands differ from the background: the image inside the mask is not the backdrop.
+        assert scene.mask.sum() > 0.03 * R * R
+    assert sides == {True, False}
+
+
+def test_keypoints_are_projected_joints_on_the_rendered_hands(scenes: list[Scene]) -> None:
+    inside, total = 0, 0
+    for scene in scenes:
+        for number, hand in enumerate(scene.hands):
+            np.testing.assert_allclose(
+                project(hand.joints_m, scene.camera_matrix), hand.keypoints_px, atol=1e-3
+            )
+            own = (scene.hand_index == number).astype(np.uint8)
+            own = cv2.dilate(own, np.ones((5, 5), np.uint8))
+            union = cv2.dilate(scene.mask.astype(np.uint8), np.ones((5, 5), np.uint8))
+            uv = np.floor(hand.keypoints_px).astype(int)
+            assert union[uv[:, 1], uv[:, 0]].all()  # occluded keypoints lie on other hands
+            inside += int(own[uv[:, 1], uv[:, 0]].sum())
+            total += len(uv)
+    assert inside / total > 0.85
+
+
+def test_labels_reproduce_through_the_hand_model(
+    hand_model: HandModel, scenes: list[Scene]
+) -> None:
+    hands = [hand for scene in scenes for hand in scene.hands]
+    with torch.no_grad():
+        out = hand_model(
+            torch.tensor(np.stack([h.global_orient for h in hands])),
+            torch.tensor(np.stack([h.hand_pose for h in hands])),
+            torch.tensor(np.stack([h.betas for h in hands])),
+            torch.tensor(np.stack([h.translation_m for h in hands])),
+            torch.tensor([h.is_right for h in hands]),
+        )
+    np.testing.assert_allclose(out.joints.numpy(), np.stack([h.joints_m for h in hands]), atol=1e-5)
+    np.testing.assert_allclose(
+        out.vertices.numpy(), np.stack([h.vertices_m for h in hands]), atol=1e-5
+    )
+
+
+def test_samples_centres_fall_on_the_hands(scenes: list[Scene]) -> None:
+    width = R // 4
+    for scene in scenes:
+        sample = scene.to_sample()
+        S.validate_sample(sample)
+        assert int(sample[S.VALID].sum()) == len(scene.hands)
+        assert sample[S.HAS_MASK] == 1 and sample[S.HAS_3D].sum() == len(scene.hands)
+        near_hand = cv2.dilate(scene.mask.astype(np.uint8), np.ones((13, 13), np.uint8))
+        for slot, hand in enumerate(scene.hands):
+            cell = int(sample[S.IND][slot])
+            u, v = (cell % width) * 4 + 2, (cell // width) * 4 + 2
+            assert near_hand[v, u], f"seed {scene.seed} hand {slot}: centre off the hand"
+            assert sample[S.IS_RIGHT][slot] == float(hand.is_right)
+            assert sample[S.HANDMAP][int(hand.is_right)].reshape(-1)[cell] == 1.0
+
+
+def test_backgrounds_vary() -> None:
+    images = [random_background(np.random.default_rng(seed), 64) for seed in range(12)]
+    means = np.array([image.reshape(-1, 3).mean(axis=0) for image in images])
+    assert means.std(axis=0).min() > 10  # colours differ from image to image
+    assert min(float(image.std()) for image in images) < max(float(i.std()) for i in images) / 2
+
+
+def test_scene_folder_round_trip_and_errors(
+    tmp_path, hand_model: HandModel, scenes: list[Scene]
+) -> None:
+    folder = write_scenes(tmp_path / "eval", 2, base_seed=0, config=CONFIG, hand_model=hand_model)
+    loaded = load_scene(folder, 1)
+    assert np.array_equal(loaded.image_bgr, scenes[1].image_bgr)
+    assert np.array_equal(loaded.hand_index, scenes[1].hand_index)
+    np.testing.assert_allclose(loaded.hands[0].vertices_m, scenes[1].hands[0].vertices_m)
+    dataset = SceneFolder(folder)
+    assert len(dataset) == 2
+    torch.testing.assert_close(dataset[1], scenes[1].to_sample())
+    label = json.loads(scene_paths(folder, 0)[2].read_text())
+    assert label["format"] == "smhr-synthetic-scene/1" and label["seed"] == 0
+    label_path = scene_paths(folder, 0)[2]
+    broken = dict(label, hands=[dict(label["hands"][0], joints_m=[[0.0, 0.0, 0.0]])])
+    label_path.write_text(json.dumps(broken))
+    with pytest.raises(ValueError, match=r"000000\.json hand 0: 'joints_m' has shape"):
+        load_scene(folder, 0)
+    label_path.write_text("{not json")
+    with pytest.raises(ValueError, match=r"000000\.json: not valid JSON"):
+        load_scene(folder, 0)
+    scene_paths(folder, 1)[0].unlink()
+    with pytest.raises(FileNotFoundError, match=r"scene 1: missing .*000001\.png"):
+        load_scene(folder, 1)
+    with pytest.raises(FileNotFoundError, match="no scenes"):
+        SceneFolder(tmp_path / "empty")
