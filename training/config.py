@@ -16,10 +16,9 @@ import yaml
 
 from smhr_core.config import ConfigError, ModelConfig
 
-DATASETS = ("synthetic", "freihand", "ho3d", "reference", "composed")
-"""`synthetic`: scenes rendered from a MANO-format hand model (no files needed); `freihand`,
-`ho3d`, `reference` (the reference code's annotation lists): single-hand releases; `composed`:
-multi-hand images pasted together on the fly from single-hand `freihand` crops."""
+DATASETS = ("synthetic", "scenes")
+"""`synthetic`: scenes rendered on the fly from a MANO-format hand model (no files needed);
+`scenes`: a folder of scenes written by `python -m training synth` (see training.data_source)."""
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 DIST_BACKENDS = ("auto", "gloo", "nccl")
 
@@ -97,8 +96,7 @@ class DataConfig:
 
     dataset: str = "synthetic"
     root: str = ""
-    """Dataset directory (its release layout); unused for `synthetic`."""
-    split: str = "training"
+    """Dataset directory; unused for `synthetic`."""
     max_hands: int = 4
     """Hand slots per image (M in the batch contract)."""
     synthetic_count: int = 2000
@@ -106,7 +104,6 @@ class DataConfig:
     synthetic_seed: int = 0
     hand_model: str = ""
     """Directory with MANO_RIGHT.pkl / MANO_LEFT.pkl; empty = our procedural open hand model."""
-    augment: bool = True
     num_workers: int = 2
     """DataLoader worker processes per rank."""
 

@@ -66,7 +66,7 @@ def test_partial_file_keeps_other_defaults(tmp_path: Path) -> None:
         ("optim.epochs=2.5", "optim.epochs"),
         ("optim.lr_milestones=[60, 30]", "optim.lr_milestones"),
         ("data.dataset=coco", "data.dataset"),
-        ("data.dataset=freihand", "data.root"),
+        ("data.dataset=scenes", "data.root"),
         ("loss.hard_fraction=0", "loss.hard_fraction"),
         ("model.backbone=vgg", "model.backbone"),
         ("device=gpu", "device"),
@@ -88,7 +88,7 @@ def test_photometric_stage_needs_texture_and_light() -> None:
 def test_allowed_values_are_listed() -> None:
     with pytest.raises(ConfigError, match="synthetic") as info:
         load_training_config(None, ["data.dataset=coco"])
-    assert "freihand" in str(info.value)
+    assert "scenes" in str(info.value)
 
 
 def test_bad_yaml_names_the_file(tmp_path: Path) -> None:

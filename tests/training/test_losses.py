@@ -1,0 +1,320 @@
+"""Training losses against values worked out by hand, on the real hand model and renderer."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from smhr_core.decode import virtual_translation
+from smhr_core.hand_model import HandModel
+from smhr_core.open_hand import open_hand_directory
+from training import sample as S
+from training.config import LossWeights
+from training.joint_limits import left_limits, right_limits
+from training.losses import (
+    BONES,
+    SMHRLoss,
+    focal_loss,
+    gather_cells,
+    project_virtual,
+)
+from training.render import HandRenderer
+
+R = 64
+W = R // 4
+M = 2
+
+
+def _logit(p: float) -> float:
+    return math.log(p / (1 - p))
+
+
+def test_focal_loss_by_hand() -> None:
+    probs = torch.tensor([[0.8, 0.3], [0.1, 0.5]])
+    target = torch.tensor([[1.0, 0.5], [0.0, 0.0]])
+    logits = torch.log(probs / (1 - probs))[None, None]
+    expected = -(
+        math.log(0.8) * 0.2**2
+        + math.log(0.7) * 0.3**2 * 0.5**4
+        + math.log(0.9) * 0.1**2
+        + math.log(0.5) * 0.5**2
+    )
+    assert focal_loss(logits, target[None, None]).item() == pytest.approx(expected, rel=1e-5)
+    # Two positives halve the normalised sum; no positive: the negative sum alone.
+    two = torch.tensor([[1.0, 1.0], [0.0, 0.0]])[None, None]
+    expected_two = -(math.log(0.8) * 0.04 + math.log(0.3) * 0.49 + math.log(0.9) * 0.01) / 2 - (
+        math.log(0.5) * 0.25 / 2
+    )
+    assert focal_loss(logits, two).item() == pytest.approx(expected_two, rel=1e-5)
+    none = torch.zeros(1, 1, 2, 2)
+    expected_none = -sum(math.log(1 - p) * p**2 for p in (0.8, 0.3, 0.1, 0.5))
+    assert focal_loss(logits, none).item() == pytest.approx(expected_none, rel=1e-5)
+    # Saturated logits are clamped to 1e-4, not log(0).
+    saturated = torch.full((1, 1, 2, 2), -100.0)
+    assert torch.isfinite(focal_loss(saturated, target[None, None])).all()
+    # Per sample: a batch of two gives each sample's own value.
+    batch = focal_loss(torch.cat([logits, logits]), torch.cat([target[None, None], none]))
+    assert batch.tolist() == pytest.approx([expected, expected_none], rel=1e-5)
+
+
+def test_gather_cells() -> None:
+    maps = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).reshape(2, 3, 4, 4)
+    ind = torch.tensor([[5, 0], [15, 6]])
+    got = gather_cells(maps, ind)
+    assert got.shape == (2, 2, 3)
+    assert got[1, 1].tolist() == maps[1, :, 1, 2].tolist()
+    assert got[0, 0].tolist() == maps[0, :, 1, 1].tolist()
+
+
+def test_bones_are_the_20_freihand_bones() -> None:
+    assert len(BONES) == 20
+    assert {c for _, c in BONES} == set(range(1, 21))
+    assert (0, 1) in BONES and (0, 17) in BONES and (19, 20) in BONES and (4, 5) not in BONES
+
+
+def test_joint_limits_mirror() -> None:
+    right, left = right_limits(), left_limits()
+    assert (right[:, 0] < right[:, 1]).all() and (left[:, 0] < left[:, 1]).all()
+    # index1 flexion (z) of the right hand is [-0.4, 1.7]; mirrored on the left: [-1.7, 0.4].
+    assert right[2].tolist() == pytest.approx([-0.4, 1.7])
+    assert left[2].tolist() == pytest.approx([-1.7, 0.4])
+    assert left[0].tolist() == right[0].tolist()  # twist (x) is kept
+
+
+@pytest.fixture(scope="module")
+def hand_model() -> HandModel:
+    return HandModel.from_directory(open_hand_directory())
+
+
+@pytest.fixture(scope="module")
+def renderer(hand_model: HandModel) -> HandRenderer:
+    return HandRenderer(
+        R, torch.tensor(hand_model.faces(True)), torch.tensor(hand_model.faces(False))
+    )
+
+
+def _params61(seed: int, beta_scale: float, depth: float = 2.2) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    p = torch.zeros(61)
+    p[0:3] = torch.tensor([0.0, 0.0, 3.0]) + 0.2 * torch.randn(3, generator=g)
+    p[3:48] = 0.1 * torch.rand(45, generator=g)  # inside every limit of either side
+    p[48:58] = beta_scale * torch.randn(10, generator=g)
+    p[58:61] = torch.tensor([0.0, 0.0, depth])
+    return p
+
+
+def _scene(
+    hand_model: HandModel,
+    cells: list[list[tuple[int, int]]],
+    rights: list[list[bool]],
+    seed: int = 0,
+    beta_scale: float = 0.5,
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Network maps whose read-out at the labelled cells reproduces the labels exactly."""
+    b = len(cells)
+    g = torch.Generator().manual_seed(seed)
+    params = 0.3 * torch.randn(b, 122, W, W, generator=g)  # garbage everywhere else
+    batch = {
+        S.IND: torch.zeros(b, M, dtype=torch.int64),
+        S.VALID: torch.zeros(b, M),
+        S.IS_RIGHT: torch.zeros(b, M),
+        S.KEYPOINTS_PX: torch.zeros(b, M, 21, 2),
+        S.KEYPOINTS_VIS: torch.zeros(b, M, 21),
+        S.MANO_POSE: torch.zeros(b, M, 48),
+        S.MANO_BETAS: torch.zeros(b, M, 10),
+        S.HAS_MANO: torch.zeros(b, M),
+        S.JOINTS_3D: torch.zeros(b, M, 21, 3),
+        S.VERTICES_3D: torch.zeros(b, M, 778, 3),
+        S.HAS_3D: torch.zeros(b, M),
+        S.HM: torch.zeros(b, 1, W, W),
+        S.HANDMAP: torch.zeros(b, 2, W, W),
+        S.MASK: torch.zeros(b, 1, R, R),
+        S.HAS_MASK: torch.zeros(b),
+        S.IMAGE_RGB: torch.zeros(b, 3, R, R),
+    }
+    for i in range(b):
+        for slot, ((x, y), right) in enumerate(zip(cells[i], rights[i], strict=True)):
+            p = _params61(seed * 10 + i * 2 + slot, beta_scale)
+            offset = 61 if right else 0
+            params[i, offset : offset + 61, y, x] = p
+            t = virtual_translation(p[None, 58:61], torch.tensor([x]), torch.tensor([y]), R)
+            out = hand_model(p[None, 0:3], p[None, 3:48], p[None, 48:58], t, torch.tensor([right]))
+            batch[S.IND][i, slot] = y * W + x
+            batch[S.VALID][i, slot] = 1
+            batch[S.IS_RIGHT][i, slot] = float(right)
+            batch[S.KEYPOINTS_PX][i, slot] = project_virtual(out.joints[0], R)
+            batch[S.KEYPOINTS_VIS][i, slot] = 1
+            batch[S.MANO_POSE][i, slot] = p[0:48]
+            batch[S.MANO_BETAS][i, slot] = p[48:58]
+            batch[S.HAS_MANO][i, slot] = 1
+            batch[S.JOINTS_3D][i, slot] = out.joints[0]
+            batch[S.VERTICES_3D][i, slot] = out.vertices[0]
+            batch[S.HAS_3D][i, slot] = 1
+            batch[S.HM][i, 0, y, x] = 1
+            batch[S.HANDMAP][i, int(right), y, x] = 1
+    outputs = {
+        "hm": torch.where(batch[S.HM] > 0, _logit(0.9), _logit(0.01)),
+        "handmap": torch.where(batch[S.HANDMAP] > 0, _logit(0.9), _logit(0.01)),
+        "params": params.requires_grad_(),
+        "texture": torch.zeros(b, 2334, W, W),
+        "light": torch.zeros(b, 27, W, W),
+    }
+    return outputs, batch
+
+
+def test_exact_labels_give_zero_geometric_losses(hand_model: HandModel) -> None:
+    outputs, batch = _scene(hand_model, [[(5, 6), (10, 9)], [(8, 8)]], [[True, False], [False]])
+    loss, pred = SMHRLoss(LossWeights(), hand_model, R)(outputs, batch)
+    for term in ("reprojection", "bone_direction", "joints_3d", "vertices_3d", "mano"):
+        assert getattr(loss, term).item() == pytest.approx(0.0, abs=1e-6), term
+    # Poses inside the limits: the prior is the beta term alone, averaged per sample.
+    betas = batch[S.MANO_BETAS]
+    per_sample = [
+        0.1 * ((betas[0, 0] ** 2).mean() + (betas[0, 1] ** 2).mean()) / 2,
+        0.1 * (betas[1, 0] ** 2).mean(),
+    ]
+    assert loss.prior.item() == pytest.approx(float(sum(per_sample) / 2), rel=1e-5)
+    assert loss.photometric.item() == 0 and loss.mask.item() == 0
+    assert pred.valid.tolist() == [[True, True], [True, False]]
+    # Gradients reach the parameter maps only at labelled cells (and the 3D/2D terms are 0,
+    # so it is the prior's beta term that pulls there).
+    loss.total.backward()
+    grad = outputs["params"].grad.abs().sum(1)
+    assert set(map(tuple, torch.nonzero(grad).tolist())) <= {(0, 6, 5), (0, 9, 10), (1, 8, 8)}
+
+
+def test_labelled_handedness_picks_the_parameter_set(hand_model: HandModel) -> None:
+    outputs, batch = _scene(hand_model, [[(7, 7)]], [[False]])
+    weights = LossWeights()
+    assert SMHRLoss(weights, hand_model, R)(outputs, batch)[0].reprojection.item() < 1e-8
+    batch[S.IS_RIGHT][0, 0] = 1  # now the (garbage) right set is read
+    assert SMHRLoss(weights, hand_model, R)(outputs, batch)[0].reprojection.item() > 1.0
+
+
+def test_reprojection_and_bone_direction_by_hand(hand_model: HandModel) -> None:
+    outputs, batch = _scene(hand_model, [[(5, 6), (10, 9)]], [[True, True]])
+    loss_fn = SMHRLoss(LossWeights(), hand_model, R)
+    shifted = dict(batch)
+    shifted[S.KEYPOINTS_PX] = batch[S.KEYPOINTS_PX] + torch.tensor([3.0, 4.0])
+    loss = loss_fn(outputs, shifted)[0]
+    # Mean over u, v of squared pixel errors: (9 + 16) / 2, times 0.01. Directions unchanged.
+    assert loss.reprojection.item() == pytest.approx(0.125, rel=1e-4)
+    assert loss.bone_direction.item() == pytest.approx(0.0, abs=1e-6)
+    # Mirror one hand's labels in u about its wrist: every bone's unit vector (dx, dy) becomes
+    # (-dx, dy), a squared difference of 4 dx^2 / |d|^2 per bone.
+    mirrored = dict(batch)
+    kp = batch[S.KEYPOINTS_PX].clone()
+    kp[0, 0, :, 0] = 2 * kp[0, 0, 0, 0] - kp[0, 0, :, 0]
+    mirrored[S.KEYPOINTS_PX] = kp
+    true_b = kp[0, 0, [c for _, c in BONES]] - kp[0, 0, [p for p, _ in BONES]]
+    per_bone = 4 * true_b[:, 0] ** 2 / (true_b**2).sum(-1)
+    expected = float(per_bone.mean()) / 2  # the other hand is exact; mean over the two hands
+    assert loss_fn(outputs, mirrored)[0].bone_direction.item() == pytest.approx(expected, 1e-4)
+    # Unlabelled keypoints do not count, however wrong.
+    hidden = dict(shifted)
+    hidden[S.KEYPOINTS_PX] = batch[S.KEYPOINTS_PX].clone()
+    hidden[S.KEYPOINTS_PX][0, 1, 5:] += 50.0
+    hidden[S.KEYPOINTS_VIS] = batch[S.KEYPOINTS_VIS].clone()
+    hidden[S.KEYPOINTS_VIS][0, 1, 5:] = 0
+    assert loss_fn(outputs, hidden)[0].reprojection.item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_3d_losses_are_root_relative_and_scale_free(hand_model: HandModel) -> None:
+    outputs, batch = _scene(hand_model, [[(6, 6)]], [[True]])
+    loss_fn = SMHRLoss(LossWeights(), hand_model, R)
+    moved = dict(batch)
+    root = batch[S.JOINTS_3D][:, :, :1]
+    moved[S.JOINTS_3D] = (batch[S.JOINTS_3D] - root) * 1.3 + root + 0.2
+    moved[S.VERTICES_3D] = (batch[S.VERTICES_3D] - root) * 1.3 + root + 0.2
+    loss = loss_fn(outputs, moved)[0]
+    assert loss.joints_3d.item() == pytest.approx(0.0, abs=1e-5)
+    assert loss.vertices_3d.item() == pytest.approx(0.0, abs=1e-5)
+    # Not rotation-free: a flipped copy gives a real error. Without 3D labels: no term.
+    moved[S.JOINTS_3D] = (batch[S.JOINTS_3D] - root) * -1 + root
+    assert loss_fn(outputs, moved)[0].joints_3d.item() > 0.1
+    moved[S.HAS_3D] = torch.zeros_like(batch[S.HAS_3D])
+    assert loss_fn(outputs, moved)[0].joints_3d.item() == 0.0
+
+
+def test_prior_hinge_by_hand(hand_model: HandModel) -> None:
+    outputs, batch = _scene(hand_model, [[(6, 6)], [(9, 9)]], [[True], [False]])
+    params = outputs["params"].detach().clone()
+    # Right hand: index1 twist (x) 0.5 against +0.3; left hand: index1 flexion (z) +1.0 against
+    # the mirrored upper bound +0.4. Betas zeroed, other pose values inside the limits.
+    params[0, 61 + 3 : 61 + 48, 6, 6] = 0.0
+    params[0, 61 + 3, 6, 6] = 0.5
+    params[0, 61 + 48 : 61 + 58, 6, 6] = 0.0
+    params[1, 3:48, 9, 9] = 0.0
+    params[1, 3 + 2, 9, 9] = 1.0
+    params[1, 48:58, 9, 9] = 0.0
+    outputs["params"] = params
+    loss = SMHRLoss(LossWeights(), hand_model, R)(outputs, batch)[0]
+    assert loss.prior.item() == pytest.approx((0.2 / 45 + 0.6 / 45) / 2, rel=1e-5)
+
+
+def test_focal_terms_in_the_breakdown(hand_model: HandModel) -> None:
+    outputs, batch = _scene(hand_model, [[(6, 6)]], [[True]])
+    loss = SMHRLoss(LossWeights(), hand_model, R)(outputs, batch)[0]
+    assert loss.hm.item() == pytest.approx(focal_loss(outputs["hm"], batch[S.HM]).item())
+    expected = focal_loss(outputs["handmap"], batch[S.HANDMAP]).item()
+    assert loss.handmap.item() == pytest.approx(expected)
+    w = LossWeights()
+    weighted = sum(
+        getattr(w, name) * getattr(loss, name).item()
+        for name in ("hm", "handmap", "reprojection", "bone_direction", "prior", "mano")
+    )
+    assert loss.total.item() == pytest.approx(weighted, rel=1e-5)
+
+
+def test_photometric_mask_and_worst_fraction(hand_model: HandModel, renderer: HandRenderer) -> None:
+    # Zero betas: the prior is 0, so the photometric and mask terms order the samples.
+    outputs, batch = _scene(
+        hand_model,
+        [[(8, 8)], [(7, 8)], [(8, 7)], [(9, 9)]],
+        [[True], [False], [True], [True]],
+        beta_scale=0.0,
+    )
+    loss_fn = SMHRLoss(LossWeights(hard_fraction=1.0), hand_model, R, renderer)
+    pred = loss_fn.decode(outputs, batch)
+    colours = renderer.shade(
+        pred.vertices.reshape(4 * M, -1, 3),
+        torch.full((4 * M, 778, 3), 0.5),
+        torch.zeros(4 * M, 27),
+    )
+    target = renderer(pred.vertices, pred.is_right, pred.valid, colours.reshape(4, M, 778, 3))
+    assert target.mask[:, 0].sum((1, 2)).min() > 20  # every hand is in view
+    batch[S.IMAGE_RGB] = target.image.detach().clone()
+    batch[S.MASK] = torch.zeros(4, 1, R, R)
+    batch[S.HAS_MASK] = torch.ones(4)
+    outputs["texture"] = (
+        torch.full((4, 2334, W, W), 0.5)
+        - torch.tensor([0.45, 0.35, 0.30]).repeat(778)[None, :, None, None]
+    )
+    # Sample 0's image is the rendered hand itself: no photometric error; samples 1 and 2 see
+    # an inverted image. Samples 0-2 have the rendered mask as skin; sample 3 an empty mask,
+    # which leaves nothing to compare photometrically and a mask loss of mean(silhouette).
+    batch[S.IMAGE_RGB][1:] = 1.0 - batch[S.IMAGE_RGB][1:]
+    batch[S.MASK][:3] = target.mask[:3]
+    loss = loss_fn(outputs, batch, photometric=True)[0]
+    silhouette = target.silhouette
+    expected_mask = [(silhouette[i] - batch[S.MASK][i]).abs().mean().item() for i in range(4)]
+    assert loss.mask.item() == pytest.approx(sum(expected_mask) / 4, rel=1e-4)
+    assert expected_mask[3] == pytest.approx(silhouette[3].mean().item(), rel=1e-6)
+    first = loss_fn(
+        {k: v[:1] for k, v in outputs.items()},
+        {k: v[:1] for k, v in batch.items()},
+        photometric=True,
+    )[0]
+    assert first.photometric.item() == pytest.approx(0.0, abs=1e-7)
+    assert loss.photometric.item() > 0.01
+    # Worst 70 % of 4 samples = the 3 largest per-sample totals; sample 0 is the smallest.
+    hard = SMHRLoss(LossWeights(), hand_model, R, renderer)(outputs, batch, photometric=True)[0]
+    assert hard.total.item() == pytest.approx(
+        (4 * loss.total.item() - first.total.item()) / 3, rel=1e-4
+    )
+    # Stage 1 ignores the fraction.
+    stage1 = SMHRLoss(LossWeights(), hand_model, R, renderer)(outputs, batch)[0]
+    assert stage1.photometric.item() == 0.0
+    assert stage1.total.item() < loss.total.item()
