@@ -1,15 +1,17 @@
 """End-to-end latency and throughput of hands_node against the bare Predictor, on the CPU.
 
-Three measurements in one run, one after the other (never concurrently):
-1. bare Predictor, in this process: `predict([image])` per image -> latency per image and
-   throughput (images/s);
-2. hands_node in a child process, closed loop: this process publishes one image
-   (sensor_msgs/Image + CameraInfo) and waits for its HandArray -> end-to-end latency from
-   publication to reception (the image stamp is the publication time);
-3. hands_node, open loop: images published at `--rate` Hz for `--seconds` -> HandArray messages
-   received per second, latency under load and dropped frames.
-ROS overhead = node closed-loop latency / Predictor latency (medians), and Predictor throughput /
-node throughput.
+Measurements:
+1. closed loop, interleaved frame by frame so both see the same machine load: the bare Predictor
+   in this process (`predict([image])`), then hands_node in a child process (this process
+   publishes the same image as sensor_msgs/Image + CameraInfo and waits for its HandArray;
+   latency = reception time - image stamp, the stamp being the publication time). Throughput
+   in closed loop is 1 / mean latency;
+2. open loop: images published at `--rate` Hz for `--seconds` -> HandArray messages received per
+   second, latency under load and dropped frames (the node keeps only the newest frame).
+ROS overhead = node closed-loop latency / Predictor latency (medians); throughput ratio = bare
+Predictor closed-loop throughput / node open-loop throughput. On a busy machine these ratios
+carry the load's noise; the node's time outside `predict()` (per frame: end-to-end latency minus
+the inference time the node reports in HandArray.inference_time) does not.
 
 Without `--checkpoint`, a seeded random network of `--backbone` at `--resolution` is saved to a
 temporary directory; the node then runs with score threshold 0 so every image has `--hands`
@@ -90,25 +92,6 @@ def camera_matrix(width: int, height: int) -> np.ndarray:
     return np.array([[f, 0.0, width / 2.0], [0.0, f, height / 2.0], [0.0, 0.0, 1.0]])
 
 
-def bench_predictor(args: argparse.Namespace, checkpoint: Path, decode: DecodeConfig) -> dict:
-    predictor = Predictor(checkpoint, device="cpu", decode=decode, with_vertices=True)
-    images = make_images(args.frames + args.warmup, args.width, args.height)
-    k = camera_matrix(args.width, args.height)
-    latencies, hands = [], []
-    for index, image in enumerate(images):
-        started = time.perf_counter()
-        result = predictor.predict([image], "bgr", [k])[0]
-        if index >= args.warmup:
-            latencies.append(time.perf_counter() - started)
-            hands.append(len(result.hands))
-    return {
-        "model": predictor.model_description,
-        "latency": summary(latencies),
-        "throughput_hz": len(latencies) / sum(latencies),
-        "hands_per_image": statistics.mean(hands),
-    }
-
-
 class NodeClient:
     """Publishes images to hands_node and records the HandArray replies."""
 
@@ -181,9 +164,10 @@ def start_node(args: argparse.Namespace, checkpoint: Path, workdir: Path) -> sub
     )
 
 
-def bench_node(args: argparse.Namespace, checkpoint: Path, workdir: Path) -> dict:
+def bench(args: argparse.Namespace, checkpoint: Path, decode: DecodeConfig, workdir: Path) -> dict:
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     os.environ["ROS_LOG_DIR"] = str(workdir)
+    predictor = Predictor(checkpoint, device="cpu", decode=decode, with_vertices=True)
     process = start_node(args, checkpoint, workdir)
     client = NodeClient(args.domain)
     try:
@@ -193,22 +177,36 @@ def bench_node(args: argparse.Namespace, checkpoint: Path, workdir: Path) -> dic
         k = camera_matrix(args.width, args.height)
         info = CameraInfo(width=args.width, height=args.height)
         info.k = k.reshape(9).tolist()
-        messages = [
-            bgr_to_image(image, Image().header)
-            for image in make_images(args.frames + args.warmup, args.width, args.height)
-        ]
+        images = make_images(args.frames + args.warmup, args.width, args.height)
+        messages = [bgr_to_image(image, Image().header) for image in images]
+        bare, hands = [], []
         latencies, inference, node_latency = [], [], []
-        for index, msg in enumerate(messages):
+        for index, (image, msg) in enumerate(zip(images, messages, strict=True)):
+            started = time.perf_counter()
+            result = predictor.predict([image], "bgr", [k])[0]
+            bare_s = time.perf_counter() - started
             stamp, sent_s = client.publish(msg, info)
             if not client.spin_until(lambda s=stamp: s in client.replies, 60.0):
                 raise RuntimeError(f"no HandArray for frame {index} within 60 s")
             received_s, reply = client.replies[stamp]
             if index >= args.warmup:
+                bare.append(bare_s)
+                hands.append(len(result.hands))
                 latencies.append(received_s - sent_s)
                 inference.append(reply.inference_time)
                 node_latency.append(reply.latency)
+        predictor_results = {
+            "model": predictor.model_description,
+            "latency": summary(bare),
+            "throughput_hz": len(bare) / sum(bare),
+            "hands_per_image": statistics.mean(hands),
+        }
+        del predictor
         closed = {
             "latency": summary(latencies),
+            "outside_inference": summary(
+                [t - i for t, i in zip(latencies, inference, strict=True)]
+            ),
             "node_reported_latency": summary(node_latency),
             "inference": summary(inference),
             "throughput_hz": len(latencies) / sum(latencies),
@@ -237,7 +235,10 @@ def bench_node(args: argparse.Namespace, checkpoint: Path, workdir: Path) -> dic
             "dropped": sent - len(received),
             "latency": summary(open_latencies) if open_latencies else None,
         }
-        return {"closed_loop": closed, "open_loop": opened}
+        return {
+            "predictor": predictor_results,
+            "node": {"closed_loop": closed, "open_loop": opened},
+        }
     finally:
         client.close()
         process.terminate()
@@ -267,6 +268,11 @@ def print_table(results: dict) -> None:
         f"{opened['published']} published at {opened['published_hz']:.1f} Hz, "
         f"{opened['received']} processed, {opened['dropped']} dropped"
     )
+    outside = closed["outside_inference"]
+    print(
+        f"node time outside predict() (conversion, messages, DDS): p50 {outside['p50_ms']:.1f} ms, "
+        f"p95 {outside['p95_ms']:.1f} ms"
+    )
     ratios = results["ros_overhead"]
     print(
         f"ROS overhead: latency x{ratios['latency_ratio']:.2f} "
@@ -289,8 +295,8 @@ def main() -> int:
             score_threshold=0.0 if args.checkpoint is None else 0.3,
             max_hands=args.hands,
         )
-        bare = bench_predictor(args, checkpoint, decode)
-        node = bench_node(args, checkpoint, workdir)
+        measured = bench(args, checkpoint, decode, workdir)
+    bare, node = measured["predictor"], measured["node"]
     closed = node["closed_loop"]
     results = {
         "model": bare["model"],

@@ -184,6 +184,8 @@ class HandsNode(Node):
         defaults = NodeConfig().to_parameters()
         descriptors = parameter_descriptors()
         known = set(defaults)
+        # rclpy keeps parameter overrides of undeclared names silently; refuse them instead, so
+        # a typo in a params file is an error and not a default quietly in use.
         unknown = sorted(
             name
             for name in self._parameter_overrides

@@ -123,7 +123,12 @@ def test_hand_arrays_markers_and_overlay_follow_each_image(ros, random_checkpoin
     markers = ros.collect(MarkerArray, "/markers")
     overlays = ros.collect(Image, "/overlay")
     node = ros.start_node(
-        node_parameters(random_checkpoint, image_topics=["/cam/image_raw"], publish_overlay=True)
+        node_parameters(
+            random_checkpoint,
+            image_topics=["/cam/image_raw"],
+            publish_overlay=True,
+            smoothing_enabled=True,
+        )
     )
     ros.wait_for_publisher("/hands", START_TIMEOUT_S)
     publisher = ros.start_publisher(
