@@ -150,6 +150,7 @@ def _load_publisher_module() -> Any:
 
 _PUBLISHER_MODULE = _load_publisher_module()
 
+_CONTEXT_ENV = ("ROS_LOG_DIR", "ROS_AUTOMATIC_DISCOVERY_RANGE")
 RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
 
 
@@ -161,6 +162,8 @@ class RosHarness:
         self.workdir = workdir
         self.log_dir = workdir / "ros_logs"
         self.log_dir.mkdir(exist_ok=True)
+        # rclpy reads these when the context starts; restored in close().
+        self._saved_env = {k: os.environ.get(k) for k in _CONTEXT_ENV}
         os.environ["ROS_LOG_DIR"] = str(self.log_dir)
         os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
         self.context = rclpy.Context()
@@ -301,6 +304,11 @@ class RosHarness:
         self.executor.shutdown()
         self.node.destroy_node()
         rclpy.try_shutdown(context=self.context)
+        for key, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 @pytest.fixture

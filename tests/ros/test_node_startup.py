@@ -28,7 +28,6 @@ def test_bad_start_conditions_give_one_error_line_and_exit_code_1(
         "invalid_checkpoint": ({"checkpoint": str(not_a_checkpoint)}, "notes.pth"),
         "missing_hand_model": ({**good, "hand_model_dir": str(empty_dir)}, "MANO_RIGHT.pkl"),
         "invalid_parameter": ({**good, "max_hands": 0}, "'max_hands'"),
-        "unknown_parameter": ({**good, "colour": "red"}, "'colour'"),
     }
     # The installed console script, as `ros2 run` / `hands_node` would start it.
     script = Path(sys.executable).parent / "hands_node"
