@@ -198,7 +198,8 @@ class Trainer:
 
     # -- one step -------------------------------------------------------------------------
 
-    def _set_train_mode(self) -> None:
+    def set_train_mode(self) -> None:
+        """Train mode; BatchNorm stays on running statistics with `optim.freeze_batchnorm`."""
         self.model.train()
         if self.config.optim.freeze_batchnorm:
             for module in self.model.modules():
@@ -252,7 +253,7 @@ class Trainer:
         photometric = cfg.stage.photometric_at(epoch)
         lr = self._set_lr(epoch)
         set_sampler_epoch(self.sampler, epoch)
-        self._set_train_mode()
+        self.set_train_mode()
         total_steps = len(self.loader)
         if cfg.optim.max_steps_per_epoch:
             total_steps = min(total_steps, cfg.optim.max_steps_per_epoch)
