@@ -35,6 +35,10 @@ from training.render import LIGHT_DIM, HandRenderer
 
 SCENE_FORMAT = "smhr-synthetic-scene/1"
 """`format` field of a scene's JSON labels."""
+FOREARM = -2
+"""`Scene.hand_index` value of forearm pixels (not part of the hand masks)."""
+_FOREARM_PNG = 255
+"""Forearm pixels in a saved mask image (0 background, k + 1 hand k)."""
 
 # Finger joints of the 45-D pose in MANO order: index, middle, pinky, ring (3 joints each), then
 # the thumb. Right-hand axes (training.joint_limits): flexion +z, spread +y (towards the
@@ -63,6 +67,11 @@ class SceneConfig:
     left_probability: float = 0.5
     supersampling: int = 2
     """Render at this many times the resolution and shrink, for smooth edges."""
+    forearm_probability: float = 0.9
+    """Chance that a hand continues into a forearm (bare skin or a sleeve); forearms are not
+    part of the hand masks. Real images show arms, and MANO's open wrist would be a cue."""
+    sleeve_probability: float = 0.4
+    """Chance that a forearm wears a sleeve from a few centimetres past the wrist."""
 
     def __post_init__(self) -> None:
         if self.resolution <= 0 or self.resolution % 4:
@@ -117,7 +126,8 @@ class Scene:
     image_bgr: np.ndarray
     """(R, R, 3) uint8."""
     hand_index: np.ndarray
-    """(R, R) int8: index into `hands` of the hand seen at each pixel, -1 for background."""
+    """(R, R) int8: index into `hands` of the hand seen at each pixel, `FOREARM` where a
+    forearm is seen, -1 for background."""
     hands: tuple[SceneHand, ...]
     camera_matrix: np.ndarray
     """(3, 3) float64 intrinsics of the image (K_v of its resolution)."""
@@ -302,6 +312,72 @@ def random_background(rng: np.random.Generator, size: int) -> np.ndarray:
     return np.clip(image, 0, 255).astype(np.uint8)
 
 
+FOREARM_RINGS = 6
+"""Rings of vertices along a forearm after the wrist ring."""
+
+
+def wrist_loop(faces: np.ndarray) -> np.ndarray:
+    """Vertex indices of the mesh's longest boundary loop (MANO's wrist opening), ordered
+    along the faces' directed boundary edges."""
+    edges = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
+    undirected, counts = np.unique(np.sort(edges, axis=1), axis=0, return_counts=True)
+    boundary = {tuple(edge) for edge in undirected[counts == 1]}
+    following = {int(a): int(b) for a, b in edges if tuple(sorted((a, b))) in boundary}
+    loops, seen = [], set()
+    for start in following:
+        if start in seen:
+            continue
+        loop, vertex = [], start
+        while vertex not in seen and vertex in following:
+            seen.add(vertex)
+            loop.append(vertex)
+            vertex = following[vertex]
+        loops.append(loop)
+    if not loops:
+        raise ValueError("the hand mesh is closed: no wrist opening to attach a forearm to")
+    return np.array(max(loops, key=len), dtype=np.int64)
+
+
+def forearm_faces(loop_length: int, rings: int = FOREARM_RINGS) -> np.ndarray:
+    """Triangles of a forearm tube of `rings` + 1 rings of `loop_length` vertices, closed at
+    the far end by a fan around one last vertex; ring 0 is the wrist loop, wound like the hand
+    mesh around it."""
+    faces = []
+    for ring in range(rings):
+        for i in range(loop_length):
+            a = ring * loop_length + i
+            b = ring * loop_length + (i + 1) % loop_length
+            # The hand's faces use the loop edge a -> b; the tube continues with b -> a.
+            faces.append((b, a, a + loop_length))
+            faces.append((b, a + loop_length, b + loop_length))
+    end = (rings + 1) * loop_length
+    for i in range(loop_length):
+        faces.append((end - loop_length + (i + 1) % loop_length, end - loop_length + i, end))
+    return np.array(faces, dtype=np.int64)
+
+
+def forearm_vertices(
+    vertices: np.ndarray,
+    joints: np.ndarray,
+    loop: np.ndarray,
+    length_m: float,
+    flare: float,
+    rings: int = FOREARM_RINGS,
+) -> np.ndarray:
+    """((rings + 1) * L + 1, 3) forearm vertices: the wrist loop swept `length_m` away from the
+    hand along the loop's normal, widening by `flare` (fraction) towards the elbow, and the
+    centre of the far end."""
+    ring = vertices[loop].astype(np.float64)
+    centre = ring.mean(axis=0)
+    _, _, axes = np.linalg.svd(ring - centre)
+    normal = axes[2]
+    if np.dot(normal, centre - joints[9]) < 0:
+        normal = -normal
+    steps = np.linspace(0.0, 1.0, rings + 1)
+    tube = [centre + (ring - centre) * (1.0 + flare * t) + normal * length_m * t for t in steps]
+    return np.concatenate([*tube, (centre + normal * length_m)[None]])
+
+
 class SceneGenerator:
     """Draws scenes from a seed. Holds the hand model and the renderer (CPU by default)."""
 
@@ -324,6 +400,17 @@ class SceneGenerator:
             focal_px=float(self.camera_matrix[0, 0]) * ss,
             principal_point_px=(r / 2.0 * ss, r / 2.0 * ss),
         ).to(self.device)
+        # Forearms follow the right faces' wrist loop on both sides, so their normals match
+        # the hands' (training.render shades both hands with the right model's faces).
+        self.wrist_loop = wrist_loop(np.array(self.hand_model.faces(True)))
+        arm_faces = torch.from_numpy(forearm_faces(len(self.wrist_loop)))
+        self.forearm_renderer = HandRenderer(
+            r * ss,
+            arm_faces,
+            arm_faces,
+            focal_px=float(self.camera_matrix[0, 0]) * ss,
+            principal_point_px=(r / 2.0 * ss, r / 2.0 * ss),
+        ).to(self.device)
 
     def scene(self, seed: int) -> Scene:
         """The scene of `seed` (the same seed always gives the same scene)."""
@@ -342,7 +429,10 @@ class SceneGenerator:
             boxes.append(box)
         light = random_light(rng)
         albedos = [random_albedo(rng, 778) for _ in hands]
-        image, hand_index = self._render(background, hands, albedos, light, rng)
+        arms = [
+            self._forearm(rng, hand, albedo) for hand, albedo in zip(hands, albedos, strict=True)
+        ]
+        image, hand_index = self._render(background, hands, albedos, arms, light, rng)
         return Scene(
             image_bgr=image,
             hand_index=hand_index,
@@ -409,15 +499,35 @@ class SceneGenerator:
             return hand, box
         return None
 
+    def _forearm(
+        self, rng: np.random.Generator, hand: SceneHand, albedo: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """(vertices, albedo) of the hand's forearm, or None without one."""
+        cfg = self.config
+        if rng.random() >= cfg.forearm_probability:
+            return None
+        length = rng.uniform(0.2, 0.3)
+        vertices = forearm_vertices(
+            hand.vertices_m, hand.joints_m, self.wrist_loop, length, rng.uniform(0.05, 0.3)
+        )
+        loop = len(self.wrist_loop)
+        colour = np.tile(albedo[self.wrist_loop].mean(axis=0), (len(vertices), 1))
+        colour[:loop] = albedo[self.wrist_loop]  # no seam at the wrist
+        if rng.random() < cfg.sleeve_probability:
+            start = int(rng.integers(1, FOREARM_RINGS))
+            colour[start * loop :] = rng.uniform(0.03, 0.9, size=3)
+        return vertices.astype(np.float32), colour.astype(np.float32)
+
     def _render(
         self,
         background: np.ndarray,
         hands: Sequence[SceneHand],
         albedos: Sequence[np.ndarray],
+        arms: Sequence[tuple[np.ndarray, np.ndarray] | None],
         light: np.ndarray,
         rng: np.random.Generator,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Composite the hands over the background; (image, hand index map)."""
+        """Composite hands and forearms over the background; (image, hand index map)."""
         r, ss = self.config.resolution, self.config.supersampling
         if not hands:
             return background, np.full((r, r), -1, dtype=np.int8)
@@ -431,11 +541,19 @@ class SceneGenerator:
                 vertices[None], is_right[None], colours=colours[None], silhouette=False
             )
         rgb = out.image[0].permute(1, 2, 0).cpu().numpy().astype(np.float64)
-        coverage = out.mask[0, 0].cpu().numpy().astype(np.float64)
+        covered = out.mask[0, 0].cpu().numpy() > 0
         index = out.hand_index[0, 0].cpu().numpy()
+        rgb, covered, index = self._add_forearms(
+            rgb, covered, index, out.depth[0, 0].cpu().numpy(), arms, light
+        )
+        coverage = covered.astype(np.float64)
+        hand_coverage = (index >= 0).astype(np.float64)
+        arm_coverage = (index == FOREARM).astype(np.float64)
         if ss > 1:
             rgb = cv2.resize(rgb, (r, r), interpolation=cv2.INTER_AREA)
             coverage = cv2.resize(coverage, (r, r), interpolation=cv2.INTER_AREA)
+            hand_coverage = cv2.resize(hand_coverage, (r, r), interpolation=cv2.INTER_AREA)
+            arm_coverage = cv2.resize(arm_coverage, (r, r), interpolation=cv2.INTER_AREA)
             index = _majority_index(index, ss, len(hands))
         # Premultiplied colour over the background gives anti-aliased edges.
         hands_bgr = rgb[..., ::-1] * 255.0
@@ -443,8 +561,45 @@ class SceneGenerator:
         image = image + rng.normal(0.0, rng.uniform(0.0, 3.0), size=image.shape) * (
             coverage[..., None] > 0
         )
-        index = np.where(coverage >= 0.5, index, -1).astype(np.int8)
+        index = np.where(hand_coverage >= 0.5, index, np.where(arm_coverage >= 0.5, FOREARM, -1))
         return np.clip(np.rint(image), 0, 255).astype(np.uint8), index
+
+    def _add_forearms(
+        self,
+        rgb: np.ndarray,
+        covered: np.ndarray,
+        index: np.ndarray,
+        depth: np.ndarray,
+        arms: Sequence[tuple[np.ndarray, np.ndarray] | None],
+        light: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Draw the forearms over the rendered hands where they are nearer. A forearm that
+        would hide more than a quarter of any hand's visible pixels is left out."""
+        present = [i for i, arm in enumerate(arms) if arm is not None]
+        if not present:
+            return rgb, covered, index
+        with torch.no_grad():
+            vertices = torch.from_numpy(np.stack([arms[i][0] for i in present])).to(self.device)
+            albedo = torch.from_numpy(np.stack([arms[i][1] for i in present])).to(self.device)
+            lights = torch.from_numpy(light).to(self.device).expand(len(present), -1)
+            colours = self.forearm_renderer.shade(vertices, albedo, lights).clamp(0.0, 1.0)
+            sides = torch.ones(1, len(present), dtype=torch.bool, device=self.device)
+            out = self.forearm_renderer(
+                vertices[None], sides, colours=colours[None], silhouette=False
+            )
+        arm_rgb = out.image[0].permute(1, 2, 0).cpu().numpy().astype(np.float64)
+        arm_index = out.hand_index[0, 0].cpu().numpy()
+        arm_depth = out.depth[0, 0].cpu().numpy()
+        wins = (arm_index >= 0) & (~covered | (arm_depth < depth))
+        hand_pixels = np.bincount(index[index >= 0], minlength=len(arms))
+        for slot in range(len(present)):
+            hidden = np.bincount(
+                index[wins & (arm_index == slot) & (index >= 0)], minlength=len(arms)
+            )
+            if (hidden > 0.25 * hand_pixels).any():
+                wins &= arm_index != slot
+        rgb = np.where(wins[..., None], arm_rgb, rgb)
+        return rgb, covered | wins, np.where(wins, FOREARM, index)
 
 
 def _majority_index(index: np.ndarray, factor: int, count: int) -> np.ndarray:
@@ -535,13 +690,16 @@ def scene_paths(directory: str | Path, index: int) -> tuple[Path, Path, Path]:
 
 def save_scene(scene: Scene, directory: str | Path, index: int) -> None:
     """Write one scene: images/NNNNNN.png (BGR), masks/NNNNNN.png (0 background, k + 1 for
-    hand k) and labels/NNNNNN.json (format `SCENE_FORMAT`)."""
+    hand k, 255 forearms) and labels/NNNNNN.json (format `SCENE_FORMAT`)."""
     image_path, mask_path, label_path = scene_paths(directory, index)
     for path in (image_path, mask_path, label_path):
         path.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(image_path), scene.image_bgr):
         raise OSError(f"could not write {image_path}")
-    if not cv2.imwrite(str(mask_path), (scene.hand_index.astype(np.int16) + 1).astype(np.uint8)):
+    mask = np.where(
+        scene.hand_index == FOREARM, _FOREARM_PNG, scene.hand_index.astype(np.int16) + 1
+    )
+    if not cv2.imwrite(str(mask_path), mask.astype(np.uint8)):
         raise OSError(f"could not write {mask_path}")
     label_path.write_text(json.dumps(_scene_json(scene)))
 
@@ -607,7 +765,7 @@ def load_scene(directory: str | Path, index: int) -> Scene:
                 keypoints_px=_array(hand, "keypoints_px", (21, 2), where),
             )
         )
-    hand_index = mask.astype(np.int16) - 1
+    hand_index = np.where(mask == _FOREARM_PNG, FOREARM, mask.astype(np.int16) - 1)
     if hand_index.max() >= len(hands):
         raise ValueError(f"{mask_path}: labels hand {hand_index.max()} of only {len(hands)}")
     return Scene(

@@ -16,14 +16,19 @@ from smhr_core.hand_model import HandModel
 from smhr_core.open_hand import open_hand_directory
 from training import sample as S
 from training.synthetic import (
+    FOREARM,
+    FOREARM_RINGS,
     Scene,
     SceneConfig,
     SceneFolder,
     SceneGenerator,
     SyntheticScenes,
+    forearm_faces,
+    forearm_vertices,
     load_scene,
     random_background,
     scene_paths,
+    wrist_loop,
     write_scenes,
 )
 
@@ -71,11 +76,14 @@ def test_scene_contents(scenes: list[Scene]) -> None:
     for scene in scenes:
         assert scene.image_bgr.shape == (R, R, 3) and scene.image_bgr.dtype == np.uint8
         assert 2 <= len(scene.hands) <= 4
-        assert set(np.unique(scene.hand_index)) == set(range(-1, len(scene.hands)))
+        assert set(range(-1, len(scene.hands))) <= set(np.unique(scene.hand_index))
+        assert set(np.unique(scene.hand_index)) <= set(range(FOREARM, len(scene.hands)))
         sides.update(hand.is_right for hand in scene.hands)
         # Hands differ from the background: the image inside the mask is not the backdrop.
         assert scene.mask.sum() > 0.03 * R * R
     assert sides == {True, False}
+    assert any((scene.hand_index == FOREARM).any() for scene in scenes)
+    assert all(scene.mask[scene.hand_index == FOREARM].sum() == 0 for scene in scenes)
 
 
 def test_keypoints_are_projected_joints_on_the_rendered_hands(scenes: list[Scene]) -> None:
@@ -87,9 +95,11 @@ def test_keypoints_are_projected_joints_on_the_rendered_hands(scenes: list[Scene
             )
             own = (scene.hand_index == number).astype(np.uint8)
             own = cv2.dilate(own, np.ones((5, 5), np.uint8))
-            union = cv2.dilate(scene.mask.astype(np.uint8), np.ones((5, 5), np.uint8))
+            # Occluded keypoints lie on other hands or on a forearm (the wrist on its own).
+            drawn = (scene.hand_index != -1).astype(np.uint8)
+            union = cv2.dilate(drawn, np.ones((5, 5), np.uint8))
             uv = np.floor(hand.keypoints_px).astype(int)
-            assert union[uv[:, 1], uv[:, 0]].all()  # occluded keypoints lie on other hands
+            assert union[uv[:, 1], uv[:, 0]].all()
             inside += int(own[uv[:, 1], uv[:, 0]].sum())
             total += len(uv)
     assert inside / total > 0.85
@@ -142,7 +152,7 @@ def test_scene_folder_round_trip_and_errors(
     folder = write_scenes(tmp_path / "eval", 2, base_seed=0, config=CONFIG, hand_model=hand_model)
     loaded = load_scene(folder, 1)
     assert np.array_equal(loaded.image_bgr, scenes[1].image_bgr)
-    assert np.array_equal(loaded.hand_index, scenes[1].hand_index)
+    assert np.array_equal(loaded.hand_index, scenes[1].hand_index)  # forearms included
     np.testing.assert_allclose(loaded.hands[0].vertices_m, scenes[1].hands[0].vertices_m)
     dataset = SceneFolder(folder)
     assert len(dataset) == 2
@@ -162,3 +172,25 @@ def test_scene_folder_round_trip_and_errors(
         load_scene(folder, 1)
     with pytest.raises(FileNotFoundError, match="no scenes"):
         SceneFolder(tmp_path / "empty")
+
+
+def test_forearm_continues_the_wrist_away_from_the_fingers(
+    hand_model: HandModel, scenes: list[Scene]
+) -> None:
+    loop = wrist_loop(np.array(hand_model.faces(True)))
+    assert len(loop) >= 8
+    np.testing.assert_array_equal(np.sort(loop), np.sort(wrist_loop(hand_model.faces(False))))
+    hand = scenes[0].hands[0]
+    arm = forearm_vertices(hand.vertices_m, hand.joints_m, loop, 0.25, 0.2)
+    faces = forearm_faces(len(loop))
+    assert arm.shape == ((FOREARM_RINGS + 1) * len(loop) + 1, 3)
+    assert faces.min() == 0 and faces.max() == len(arm) - 1
+    np.testing.assert_allclose(arm[: len(loop)], hand.vertices_m[loop])  # no gap at the wrist
+    knuckle = hand.joints_m[9]
+    wrist_centre = hand.vertices_m[loop].mean(axis=0)
+    assert np.linalg.norm(arm[-1] - knuckle) > np.linalg.norm(wrist_centre - knuckle) + 0.2
+    # Every edge of the closed tube is shared by exactly two of its triangles, except the
+    # wrist loop, which the hand's faces close.
+    edges = np.sort(np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]), axis=1)
+    _, counts = np.unique(edges, axis=0, return_counts=True)
+    assert (counts == 1).sum() == len(loop) and set(counts) <= {1, 2}
