@@ -6,7 +6,9 @@ articulating over a procedural background, with their ground truth.
 writes `frames/000000.jpg ...` (48 frames, 320 x 240) and `labels.json` (format
 `smhr-demo-sequence/1`, read by `smhr_ros.demo_sequence`). The output is deterministic: every
 random choice comes from a fixed seed, the motion is a closed-form function of the frame index,
-and the meshes are rasterised with PyTorch3D (`training.render.HandRenderer`) on the CPU.
+and the meshes are rasterised with PyTorch3D's conventions (`training.render.HandRenderer`) on
+the CPU. Background, skin tones and light come from `training.synthetic`, as in the training
+scenes.
 
 Scene: one to three hands (`TRACKS`: one hand in frames 0-7, two in 8-19, three in 20-39, two
 in 40-43, one in 44-47), each following a smooth path across the image with its
@@ -30,7 +32,8 @@ import torch
 
 from smhr_core.hand_model import HandModel
 from smhr_core.open_hand import open_hand_directory
-from training.render import ALBEDO_BASE, LIGHT_DIM, HandRenderer
+from training.render import HandRenderer
+from training.synthetic import random_albedo, random_background, random_light
 
 LABELS_FORMAT = "smhr-demo-sequence/1"
 WIDTH, HEIGHT = 320, 240
@@ -46,7 +49,7 @@ CAMERA_MATRIX = np.array(
 SUPERSAMPLING = 2
 """Render at this many times the resolution and shrink, for smooth edges."""
 JPEG_QUALITY = 90
-SEED = 20240611
+SEED = 3
 MARGIN_PX = 4.0
 """Every keypoint stays at least this far inside the image."""
 
@@ -92,7 +95,7 @@ TRACKS = (
         is_right=True,
         first_frame=0,
         last_frame=47,
-        centre_m=(-0.14, 0.09, 0.55),
+        centre_m=(-0.13, 0.08, 0.5),
         sway_m=(0.05, 0.025, 0.05),
         periods=(48.0, 24.0, 32.0),
         roll=0.25,
@@ -108,7 +111,7 @@ TRACKS = (
         is_right=False,
         first_frame=8,
         last_frame=43,
-        centre_m=(0.16, 0.08, 0.6),
+        centre_m=(0.15, 0.07, 0.55),
         sway_m=(0.04, 0.03, 0.04),
         periods=(36.0, 18.0, 36.0),
         roll=-0.3,
@@ -124,8 +127,8 @@ TRACKS = (
         is_right=True,
         first_frame=20,
         last_frame=39,
-        centre_m=(0.01, 0.02, 0.7),
-        sway_m=(0.03, 0.02, 0.03),
+        centre_m=(-0.01, 0.02, 0.62),
+        sway_m=(0.02, 0.02, 0.03),
         periods=(20.0, 20.0, 40.0),
         roll=0.0,
         roll_sway=0.35,
@@ -142,8 +145,9 @@ TRACKS = (
 # radians, and a phase lag so the fingers close one after another.
 _FLEXION = ((1.3, 1.5, 0.9), (1.35, 1.55, 0.95), (1.4, 1.6, 1.0), (1.35, 1.55, 0.95))
 _FINGER_LAG = (0.0, 0.25, 0.75, 0.5)
-_SPREAD = (-0.18, -0.03, 0.25, 0.12)
-"""Spread (about the wrist's y axis) of each finger when open, radians (right hand)."""
+_SPREAD = (0.18, 0.03, -0.25, -0.12)
+"""Spread (about the wrist's y axis, towards the thumb positive) of each finger when open,
+radians (right hand)."""
 
 
 def _rotation(axis: np.ndarray, angle: float) -> np.ndarray:
@@ -195,52 +199,6 @@ def track_pose(track: Track, frame: int) -> tuple[np.ndarray, np.ndarray, np.nda
     return _axis_angle(orient), pose.ravel(), wrist
 
 
-def background(rng: np.random.Generator) -> np.ndarray:
-    """A (HEIGHT, WIDTH, 3) uint8 BGR room-like backdrop: gradient, soft blobs, a few shapes."""
-    top, bottom = rng.uniform(60, 200, size=3), rng.uniform(40, 180, size=3)
-    rows = np.linspace(0.0, 1.0, HEIGHT)[:, None, None]
-    image = top * (1.0 - rows) + bottom * rows + np.zeros((HEIGHT, WIDTH, 3))
-    blobs = cv2.resize(rng.normal(0.0, 25.0, size=(6, 8, 3)), (WIDTH, HEIGHT), cv2.INTER_CUBIC)
-    image = image + blobs
-    for _ in range(7):
-        colour = tuple(float(c) for c in rng.uniform(30, 220, size=3))
-        x0, y0 = int(rng.integers(0, WIDTH)), int(rng.integers(0, HEIGHT))
-        w, h = int(rng.integers(20, 120)), int(rng.integers(15, 90))
-        if rng.random() < 0.5:
-            cv2.rectangle(image, (x0, y0), (x0 + w, y0 + h), colour, thickness=-1)
-        else:
-            cv2.ellipse(
-                image,
-                (x0, y0),
-                (w // 2, h // 2),
-                float(rng.uniform(0, 180)),
-                0,
-                360,
-                colour,
-                thickness=-1,
-            )
-    image = cv2.GaussianBlur(image, (0, 0), 1.2)
-    image = image + rng.normal(0.0, 4.0, size=image.shape)
-    return np.clip(image, 0, 255).astype(np.uint8)
-
-
-def _light(rng: np.random.Generator) -> np.ndarray:
-    """SH lighting (27,) colour-major: a warm ambient plus light from above and one side."""
-    light = np.zeros((3, 9))
-    light[:, 0] = 0.55 + rng.uniform(-0.05, 0.05, size=3)
-    light[:, 1] = -0.25  # brighter for normals pointing up (-y)
-    light[:, 3] = rng.uniform(-0.2, 0.2)
-    light[:, 2] = -0.15  # brighter for normals facing the camera (-z)
-    return light.ravel()
-
-
-def _albedo(rng: np.random.Generator, num_vertices: int) -> np.ndarray:
-    """(V, 3) RGB skin albedo: a random tone plus gentle per-vertex variation."""
-    tone = rng.uniform(-0.12, 0.2) * np.array([1.0, 0.9, 0.8]) + rng.uniform(-0.04, 0.04, 3)
-    albedo = np.array(ALBEDO_BASE) + tone + rng.normal(0.0, 0.015, size=(num_vertices, 3))
-    return np.clip(albedo, 0.05, 1.0)
-
-
 def project(points_m: np.ndarray) -> np.ndarray:
     """(N, 3) camera-frame metres -> (N, 2) pixels with `CAMERA_MATRIX`."""
     uv = points_m @ CAMERA_MATRIX.T
@@ -267,11 +225,11 @@ def generate(out: Path, only_frames: Sequence[int] | None = None) -> dict:
             CAMERA_MATRIX[1, 2] * SUPERSAMPLING,
         ),
     )
-    backdrop = background(rng)
+    # Background, skin and light are drawn like the training scenes' (training.synthetic).
+    backdrop = random_background(rng, WIDTH)[:HEIGHT]
     betas = {i: rng.normal(0.0, 0.6, size=10) for i in range(len(TRACKS))}
-    albedos = {i: _albedo(rng, 778) for i in range(len(TRACKS))}
-    light = torch.tensor(_light(rng), dtype=torch.float32)[None]
-    assert light.shape[-1] == LIGHT_DIM
+    albedos = {i: random_albedo(rng, 778) for i in range(len(TRACKS))}
+    light = torch.tensor(random_light(rng), dtype=torch.float32)[None]
     frames_dir = out / "frames"
     if frames_dir.exists():
         shutil.rmtree(frames_dir)
