@@ -26,6 +26,7 @@ from training.synthetic import (
     forearm_faces,
     forearm_vertices,
     load_scene,
+    main,
     random_background,
     scene_paths,
     wrist_loop,
@@ -194,3 +195,14 @@ def test_forearm_continues_the_wrist_away_from_the_fingers(
     edges = np.sort(np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]), axis=1)
     _, counts = np.unique(edges, axis=0, return_counts=True)
     assert (counts == 1).sum() == len(loop) and set(counts) <= {1, 2}
+
+
+def test_command_line_writes_scenes(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "scenes"
+    assert main(["--out", str(out), "--count", "1", "--resolution", "96", "--seed", "7"]) == 0
+    assert "wrote 1 scenes" in capsys.readouterr().out
+    scene = load_scene(out, 0)
+    assert scene.image_bgr.shape == (96, 96, 3) and scene.seed == 7 and scene.hands
+    with pytest.raises(SystemExit):
+        main(["--out", str(out), "--count", "1", "--resolution", "90"])
+    assert "multiple of 4" in capsys.readouterr().err
