@@ -118,9 +118,7 @@ def rotate_about_camera_z(axis_angle: np.ndarray, angle_rad: float) -> np.ndarra
 def mirror_pose(pose: np.ndarray) -> np.ndarray:
     """Mirror an axis-angle pose (..., 3k) in x: each (x, y, z) becomes (x, -y, -z)."""
     pose = np.asarray(pose, dtype=np.float32)
-    return (pose.reshape(-1, 3) * np.array([1.0, -1.0, -1.0], dtype=np.float32)).reshape(
-        pose.shape
-    )
+    return (pose.reshape(-1, 3) * np.array([1.0, -1.0, -1.0], dtype=np.float32)).reshape(pose.shape)
 
 
 def warp_label(
