@@ -3,6 +3,8 @@
     python -m training train --config config/training_default.yaml --set optim.lr=1e-3
     torchrun --nproc_per_node=2 -m training train --config my.yaml
     python -m training evaluate --checkpoint runs/smhr/last.pth --data synthetic --count 200
+    python -m training evaluate --checkpoint ckpt.pth --data freihand --root FreiHAND_pub_v2 \
+        --split evaluation --mode reference --hand-model mano_dir
     python -m training synth --out held_out --count 500 --seed 123
 
 Exit status: 0 on success, 2 with a one-line reason for bad settings or data.
@@ -45,7 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("evaluate", help="evaluate a checkpoint on a dataset")
     ev.add_argument("--checkpoint", type=Path, required=True)
     ev.add_argument("--data", choices=DATASETS, default="synthetic", help="dataset kind")
-    ev.add_argument("--root", default="", help="scene folder (for --data scenes)")
+    ev.add_argument("--root", default="", help="dataset directory (see training.data_source)")
+    ev.add_argument("--split", default="", help="release split, e.g. evaluation (FreiHAND)")
+    ev.add_argument("--pickle", default="", help="annotation pickle (for --data reference)")
     ev.add_argument("--count", type=int, default=200, help="synthetic scenes to evaluate on")
     ev.add_argument(
         "--seed", type=int, default=1_000_003, help="synthetic seed (default: held out)"
@@ -88,7 +92,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _training_dataset(config: TrainingConfig):
-    return build_dataset(config.data, config.model.input_resolution)
+    return build_dataset(config.data, config.model.input_resolution, train=True)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -98,13 +102,15 @@ def _evaluate(args: argparse.Namespace) -> int:
     data = DataConfig(
         dataset=args.data,
         root=args.root,
+        split=args.split,
+        pickle=args.pickle,
         max_hands=args.max_hands,
         synthetic_count=args.count,
         synthetic_seed=args.seed,
         hand_model=args.hand_model,
         num_workers=0,
     )
-    dataset = build_dataset(data, model_config.input_resolution)
+    dataset = build_dataset(data, model_config.input_resolution, train=False)
     decode = DecodeConfig(mode=args.mode, score_threshold=args.threshold, max_hands=args.max_hands)
     report = evaluate_checkpoint(
         args.checkpoint,

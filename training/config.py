@@ -16,9 +16,10 @@ import yaml
 
 from smhr_core.config import ConfigError, ModelConfig
 
-DATASETS = ("synthetic", "scenes")
-"""`synthetic`: scenes rendered on the fly from a MANO-format hand model (no files needed);
-`scenes`: a folder of scenes written by `python -m training synth` (see training.data_source)."""
+DATASETS = ("synthetic", "scenes", "freihand", "ho3d", "reference", "composed")
+"""See `training.data_source`: `synthetic` scenes rendered on the fly (no files needed),
+`scenes` written by `python -m training synth`, the FreiHAND and HO3D releases, the reference
+code's annotation pickles, and multi-hand images `composed` from FreiHAND crops."""
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 DIST_BACKENDS = ("auto", "gloo", "nccl")
 
@@ -96,14 +97,25 @@ class DataConfig:
 
     dataset: str = "synthetic"
     root: str = ""
-    """Dataset directory; unused for `synthetic`."""
+    """Dataset directory: the scene folder (`scenes`), the release root (`freihand`, `ho3d`,
+    and the FreiHAND source of `composed`), or the image root (`reference`)."""
+    split: str = ""
+    """Split of a release; empty = its training split (FreiHAND `training`, HO3D `train`)."""
+    pickle: str = ""
+    """The annotation pickle of `reference` (e.g. FreiHAND_train.pkl)."""
+    freihand_versions: tuple[int, ...] = (0, 1, 2, 3)
+    """FreiHAND training images used: its 4 appearance versions (0..3) of every labelled hand."""
     max_hands: int = 4
     """Hand slots per image (M in the batch contract)."""
     synthetic_count: int = 2000
-    """Scenes in one epoch of `synthetic`."""
+    """Images in one epoch of `synthetic` and `composed`."""
     synthetic_seed: int = 0
+    """Seed of `synthetic` scene i (seed + i)."""
     hand_model: str = ""
-    """Directory with MANO_RIGHT.pkl / MANO_LEFT.pkl; empty = our procedural open hand model."""
+    """Directory with MANO_RIGHT.pkl / MANO_LEFT.pkl; empty = our procedural open hand model.
+    The official MANO model also unlocks FreiHAND's MANO labels and HO3D's vertices."""
+    augment: bool = True
+    """Random single-hand crops (rotation, scale, colour; SPEC.md) when training on releases."""
     num_workers: int = 2
     """DataLoader worker processes per rank."""
 
@@ -114,6 +126,18 @@ class DataConfig:
             "data.root",
             self.root,
             f"a dataset directory is required for data.dataset={self.dataset!r}",
+        )
+        _require(
+            self.dataset != "reference" or bool(self.pickle),
+            "data.pickle",
+            self.pickle,
+            "an annotation pickle is required for data.dataset='reference'",
+        )
+        _require(
+            bool(self.freihand_versions) and all(0 <= v <= 3 for v in self.freihand_versions),
+            "data.freihand_versions",
+            list(self.freihand_versions),
+            "a non-empty list of versions 0..3",
         )
         _require(1 <= self.max_hands <= 16, "data.max_hands", self.max_hands, "1..16")
         _require(self.synthetic_count >= 1, "data.synthetic_count", self.synthetic_count, ">= 1")
