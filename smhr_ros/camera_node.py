@@ -91,8 +91,8 @@ PARAMETERS = (
     ParameterSpec(
         "wait_for_subscribers",
         0,
-        "Before the first frame, wait until this many subscriptions listen on image_topic "
-        "(so that no frame is lost while they start); 0: start at once.",
+        "Before the first frame, wait until this many subscriptions listen on image_topic and "
+        "on camera_info_topic (so that nothing is lost while they start); 0: start at once.",
         range=(0, 1000),
     ),
 )
@@ -210,7 +210,7 @@ class CameraNode(Node):
             return
         if self._waiting:
             wanted = self.settings["wait_for_subscribers"]
-            if self._image_pub.get_subscription_count() < wanted:
+            if min(p.get_subscription_count() for p in (self._image_pub, self._info_pub)) < wanted:
                 return
             self._waiting = False
         limit = self.settings["max_frames"]
@@ -227,10 +227,11 @@ class CameraNode(Node):
         height, width = image.shape[:2]
         header = Header(frame_id=self.settings["frame_id"])
         header.stamp = self.get_clock().now().to_msg()
-        self._image_pub.publish(image_message(image, header, self.settings["encoding"]))
+        # CameraInfo first: a node that pairs each image with the latest CameraInfo then has it.
         self._info_pub.publish(
             camera_info_message(header, width, height, self.camera_matrix(width, height))
         )
+        self._image_pub.publish(image_message(image, header, self.settings["encoding"]))
         self.published += 1
         if limit and self.published >= limit:
             self._finish(f"max_frames={limit} reached")

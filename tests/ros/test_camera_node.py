@@ -204,6 +204,7 @@ def test_loops_until_max_frames_in_rgb8(ros, tmp_path: Path) -> None:
     folder = _folder(tmp_path / "frames", ("a.png", "b.png"))
     images: list[Image] = []
     ros.node.create_subscription(Image, "/camera/image_raw", images.append, QoSProfile(depth=20))
+    ros.node.create_subscription(CameraInfo, "/camera/camera_info", lambda m: None, 20)
     done = _run_camera(
         {
             "source": str(folder),
