@@ -186,6 +186,10 @@ class OptimConfig:
     """Keep BatchNorm layers on their running statistics (small per-device batches on CPU)."""
     max_steps_per_epoch: int = 0
     """Stop each epoch after this many steps; 0 = the whole dataset."""
+    bn_recalibration_batches: int = 0
+    """Before each checkpoint, re-estimate the BatchNorm running statistics over this many
+    training batches (0 = keep the running averages; for short runs, whose neck BatchNorm with
+    momentum 0.01 has not caught up with the data)."""
 
     def __post_init__(self) -> None:
         _require(self.lr > 0, "optim.lr", self.lr, "must be > 0")
@@ -201,6 +205,12 @@ class OptimConfig:
         _require(self.batch_size >= 1, "optim.batch_size", self.batch_size, ">= 1")
         _require(self.weight_decay >= 0, "optim.weight_decay", self.weight_decay, ">= 0")
         _require(self.grad_clip_norm >= 0, "optim.grad_clip_norm", self.grad_clip_norm, ">= 0")
+        _require(
+            self.bn_recalibration_batches >= 0,
+            "optim.bn_recalibration_batches",
+            self.bn_recalibration_batches,
+            ">= 0",
+        )
         _require(
             self.max_steps_per_epoch >= 0,
             "optim.max_steps_per_epoch",

@@ -11,6 +11,7 @@ DistributedDataParallel (see `training.distributed`).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import random
 import subprocess
 import time
@@ -22,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.optim.swa_utils import update_bn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
@@ -332,6 +334,8 @@ class Trainer:
                     )
                 last = self.epoch == cfg.optim.epochs
                 if self.epoch % cfg.checkpoint_every == 0 or last:
+                    if cfg.optim.bn_recalibration_batches and not cfg.optim.freeze_batchnorm:
+                        self.recalibrate_batchnorm(cfg.optim.bn_recalibration_batches)
                     path = self.save_checkpoint()
                     if path is not None:
                         checkpoints.append(path)
@@ -346,6 +350,13 @@ class Trainer:
         )
 
     # -- checkpoints and previews -----------------------------------------------------------
+
+    def recalibrate_batchnorm(self, batches: int) -> None:
+        """Set every BatchNorm's running statistics to the plain average over `batches` training
+        batches (`torch.optim.swa_utils.update_bn`); training itself uses batch statistics, so
+        only evaluation-mode outputs change."""
+        images = (b[S.IMAGE].to(self.device) for b in itertools.islice(self.loader, batches))
+        update_bn(images, unwrap_model(self.model))
 
     def checkpoint_meta(self) -> dict[str, Any]:
         """What our checkpoints record besides the weights and the model config."""
