@@ -34,7 +34,7 @@ from torch import nn
 
 from smhr_core.config import BACKBONES, ModelConfig
 from smhr_core.decode import find_peaks
-from smhr_core.network import HEAD_CHANNELS, HEAD_HIDDEN, NECK_CHANNELS, SMHRNet
+from smhr_core.network import HEAD_CHANNELS, NECK_CHANNELS, SMHRNet
 
 ALL_HEADS = ("hm", "params", "texture", "light", "handmap")
 PEAK_HEADS = ("params", "handmap")
@@ -117,8 +117,8 @@ def _in_head(model: SMHRNet, module: nn.Module) -> bool:
     return any(module in getattr(model, name).modules() for name in model.head_names)
 
 
-def head_macs_per_cell(name: str) -> int:
-    return NECK_CHANNELS * HEAD_HIDDEN * 9 + HEAD_HIDDEN * HEAD_CHANNELS[name]
+def head_macs_per_cell(name: str, width: int = NECK_CHANNELS) -> int:
+    return width * width * 9 + width * HEAD_CHANNELS[name]
 
 
 def parameter_counts(model: SMHRNet) -> dict[str, int]:

@@ -124,8 +124,12 @@ def _infer_config(state: Mapping[str, Any], path: Path) -> ModelConfig:
         backbone = "resnet50"
     heads = tuple(h for h in HEADS if f"{h}.2.weight" in state)
     resolution = 384 if "handmap" in heads else 224
+    feat = state.get("feat.weight")
+    width = int(feat.shape[0]) if feat is not None and feat.ndim == 4 else 256
     try:
-        return ModelConfig(backbone=backbone, input_resolution=resolution, heads=heads)
+        return ModelConfig(
+            backbone=backbone, input_resolution=resolution, heads=heads, neck_channels=width
+        )
     except ConfigError as exc:
         raise CheckpointError(
             f"{path}: cannot tell which SMHR network this is: {exc} "

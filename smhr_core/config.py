@@ -30,6 +30,9 @@ class ModelConfig:
     input_resolution: int = 384
     """Square network input side, pixels; a multiple of 32."""
     heads: tuple[str, ...] = ("hm", "params", "handmap")
+    neck_channels: int = 256
+    """Width of the neck and of the heads' hidden layer: 256 in the release; our light CPU
+    models may use fewer (the structure stays the same)."""
 
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONES:
@@ -55,6 +58,14 @@ class ModelConfig:
             )
         if len(set(heads)) != len(heads):
             raise ConfigError(f"model.heads: duplicates in {list(heads)}")
+        if (
+            not isinstance(self.neck_channels, int)
+            or not 16 <= self.neck_channels <= 512
+            or (self.neck_channels % 8)
+        ):
+            raise ConfigError(
+                f"model.neck_channels: {self.neck_channels!r} must be a multiple of 8 in [16, 512]"
+            )
 
     @property
     def map_size(self) -> int:

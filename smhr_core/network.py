@@ -19,7 +19,7 @@ HEAD_CHANNELS = {"hm": 1, "params": 122, "texture": 2334, "light": 27, "handmap"
 """Output channels of each head (see SPEC: params = left 61 + right 61)."""
 
 NECK_CHANNELS = 256
-HEAD_HIDDEN = 256
+"""The release's neck width (also its heads' hidden width); `ModelConfig.neck_channels`."""
 L2NORM_INIT = 10.0
 L2NORM_EPS = 1e-10
 HEATMAP_BIAS = -4.59
@@ -40,11 +40,11 @@ class L2Norm(nn.Module):
         return x / norm * self.weight.view(1, -1, 1, 1)
 
 
-def _make_head(name: str) -> nn.Sequential:
+def _make_head(name: str, width: int) -> nn.Sequential:
     head = nn.Sequential(
-        nn.Conv2d(NECK_CHANNELS, HEAD_HIDDEN, kernel_size=3, padding=1, bias=True),
+        nn.Conv2d(width, width, kernel_size=3, padding=1, bias=True),
         nn.ReLU(inplace=True),
-        nn.Conv2d(HEAD_HIDDEN, HEAD_CHANNELS[name], kernel_size=1),
+        nn.Conv2d(width, HEAD_CHANNELS[name], kernel_size=1),
     )
     if name in _HEATMAP_HEADS:
         nn.init.constant_(head[2].bias, HEATMAP_BIAS)
@@ -77,24 +77,30 @@ class SMHRNet(nn.Module):
         self._backbone = (backbone,)
         self.backbone_channels: tuple[int, int, int] = tuple(backbone.channels)
         c3, c4, c5 = self.backbone_channels
-        self.p3 = nn.ConvTranspose2d(c3, NECK_CHANNELS, kernel_size=4, stride=2, padding=1)
-        self.p4 = nn.ConvTranspose2d(c4, NECK_CHANNELS, kernel_size=4, stride=4, padding=0)
-        self.p5 = nn.ConvTranspose2d(c5, NECK_CHANNELS, kernel_size=8, stride=8, padding=0)
+        width = config.neck_channels
+        self.p3 = nn.ConvTranspose2d(c3, width, kernel_size=4, stride=2, padding=1)
+        self.p4 = nn.ConvTranspose2d(c4, width, kernel_size=4, stride=4, padding=0)
+        self.p5 = nn.ConvTranspose2d(c5, width, kernel_size=8, stride=8, padding=0)
         for deconv in (self.p3, self.p4, self.p5):
             nn.init.xavier_normal_(deconv.weight)
             nn.init.zeros_(deconv.bias)
-        self.p3_l2 = L2Norm(NECK_CHANNELS)
-        self.p4_l2 = L2Norm(NECK_CHANNELS)
-        self.p5_l2 = L2Norm(NECK_CHANNELS)
-        self.feat = nn.Conv2d(3 * NECK_CHANNELS, NECK_CHANNELS, 3, padding=1, bias=False)
-        self.feat_bn = nn.BatchNorm2d(NECK_CHANNELS, momentum=0.01)
+        self.p3_l2 = L2Norm(width)
+        self.p4_l2 = L2Norm(width)
+        self.p5_l2 = L2Norm(width)
+        self.feat = nn.Conv2d(3 * width, width, 3, padding=1, bias=False)
+        self.feat_bn = nn.BatchNorm2d(width, momentum=0.01)
         self.feat_act = nn.ReLU(inplace=True)
         self.head_names: tuple[str, ...] = tuple(config.heads)
         for name in self.head_names:
-            self.add_module(name, _make_head(name))
+            self.add_module(name, _make_head(name, width))
+
+    @property
+    def backbone(self) -> nn.Module:
+        """The backbone (its layers are this network's top-level children)."""
+        return self._backbone[0]
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Shared stride-4 features (B, 256, R/4, R/4) of normalised images (B, 3, R, R)."""
+        """Shared stride-4 features (B, neck_channels, R/4, R/4) of normalised images."""
         c3, c4, c5 = self._backbone[0](x)
         cat = torch.cat(
             [self.p3_l2(self.p3(c3)), self.p4_l2(self.p4(c4)), self.p5_l2(self.p5(c5))], dim=1
@@ -135,7 +141,7 @@ class SMHRNet(nn.Module):
         at borders and corners.
 
         Args:
-            feat: (B, 256, H, W) output of `features`.
+            feat: (B, neck_channels, H, W) output of `features`.
             batch_index, ys, xs: (N,) integer tensors, image index, row and column of each cell.
             names: heads to evaluate.
         """
@@ -156,7 +162,7 @@ class SMHRNet(nn.Module):
         for name in names:
             conv3, _, conv1 = getattr(self, name)
             hidden = torch.relu(
-                F.linear(windows, conv3.weight.reshape(HEAD_HIDDEN, -1), conv3.bias)
+                F.linear(windows, conv3.weight.reshape(conv3.out_channels, -1), conv3.bias)
             )
             out[name] = F.linear(hidden, conv1.weight.reshape(conv1.out_channels, -1), conv1.bias)
         return out

@@ -184,6 +184,9 @@ class OptimConfig:
     """Clip the global gradient norm to this; 0 disables clipping."""
     freeze_batchnorm: bool = False
     """Keep BatchNorm layers on their running statistics (small per-device batches on CPU)."""
+    freeze_backbone: bool = False
+    """Train only the neck and heads: the (pretrained) backbone keeps its weights and BatchNorm
+    statistics. Makes CPU training affordable (no backward pass through the backbone)."""
     max_steps_per_epoch: int = 0
     """Stop each epoch after this many steps; 0 = the whole dataset."""
     bn_recalibration_batches: int = 0

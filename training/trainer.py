@@ -151,9 +151,13 @@ class Trainer:
                 )
             network.load_state_dict(loaded.model.state_dict())
         network.to(self.device)
+        if config.optim.freeze_backbone:
+            network.backbone.requires_grad_(False)
         self.model = wrap_model(network, self.ctx, config.distributed.sync_bn)
         self.optimizer = torch.optim.Adam(
-            self.model.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay
+            (p for p in self.model.parameters() if p.requires_grad),
+            lr=config.optim.lr,
+            weight_decay=config.optim.weight_decay,
         )
         if optimizer_state is not None:
             self.optimizer.load_state_dict(optimizer_state)
@@ -203,6 +207,8 @@ class Trainer:
     def set_train_mode(self) -> None:
         """Train mode; BatchNorm stays on running statistics with `optim.freeze_batchnorm`."""
         self.model.train()
+        if self.config.optim.freeze_backbone:
+            unwrap_model(self.model).backbone.eval()
         if self.config.optim.freeze_batchnorm:
             for module in self.model.modules():
                 if isinstance(module, nn.modules.batchnorm._BatchNorm):
@@ -229,10 +235,20 @@ class Trainer:
     def train_step(
         self, batch: dict[str, torch.Tensor], photometric: bool
     ) -> tuple[LossBreakdown, HandPredictions, dict[str, torch.Tensor]]:
-        """Forward, backward and one optimizer step; returns this rank's loss."""
+        """Forward, backward and one optimizer step; returns this rank's loss.
+
+        A non-finite loss stops training with FloatingPointError naming the terms, except under
+        AMP, where the gradient scaler skips that step (float16 overflow) and lowers its scale.
+        """
         batch = self._to_device(batch)
         self.optimizer.zero_grad(set_to_none=True)
         loss, pred, outputs = self.forward_loss(batch, photometric)
+        if not self.use_amp and not torch.isfinite(loss.total):
+            bad = [t for t in TERMS if not torch.isfinite(getattr(loss, t))]
+            raise FloatingPointError(
+                f"step {self.step}: the loss is not finite (terms {bad}); lower optim.lr or set "
+                "optim.grad_clip_norm"
+            )
         self.scaler.scale(loss.total).backward()
         if self.config.optim.grad_clip_norm > 0:
             self.scaler.unscale_(self.optimizer)
@@ -260,7 +276,7 @@ class Trainer:
         if cfg.optim.max_steps_per_epoch:
             total_steps = min(total_steps, cfg.optim.max_steps_per_epoch)
         sums = torch.zeros(len(TERMS) + 1, dtype=torch.float64)
-        steps = 0
+        steps = skipped = 0
         start = time.monotonic()
         bar = tqdm(
             total=total_steps,
@@ -276,9 +292,12 @@ class Trainer:
             loss, pred, outputs = self.train_step(batch, photometric)
             values = torch.stack([loss.total.detach()] + [getattr(loss, t).detach() for t in TERMS])
             values = all_reduce_mean(values, self.ctx).double().cpu()
-            sums += values
             steps += 1
             bar.update(1)
+            if not torch.isfinite(values).all():
+                skipped += 1  # AMP overflow: the scaler skipped this step
+                continue
+            sums += values
             bar.set_postfix(loss=f"{float(values[0]):.4g}")
             if self.writer is not None:
                 if self.step % cfg.log.scalars_every == 0:
@@ -296,7 +315,7 @@ class Trainer:
                 f"epoch {epoch}: the data loader gave no batch (dataset of {len(self.dataset)} "
                 f"samples, batch size {cfg.optim.batch_size}, {self.ctx.world_size} process(es))"
             )
-        means = (sums / steps).tolist()
+        means = (sums / max(1, steps - skipped)).tolist()
         losses = {"total": means[0], **dict(zip(TERMS, means[1:], strict=True))}
         summary = EpochSummary(
             epoch=epoch,
