@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import subprocess
 import sys
@@ -11,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from smhr_core.__main__ import main
 from smhr_core.checkpoint import save_checkpoint
 from smhr_core.config import ModelConfig
 from smhr_core.network import SMHRNet
@@ -27,6 +30,23 @@ def _run(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess:
         cwd=cwd,
         timeout=300,
     )
+
+
+def _run_here(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess:
+    """`main()` in this process (the subprocess path is covered once below): same exit code and
+    output, without paying for a fresh interpreter and torch import per case."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(a) for a in args])
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
+
+
+def test_cli_process_exit_status_and_single_error_line(tmp_path: Path) -> None:
+    result = _run(tmp_path / "missing.jpg", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"smhr-predict: error: input {tmp_path / 'missing.jpg'} does not exist"
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +93,7 @@ def test_cli_writes_json_overlay_and_heads(tmp_path: Path, untrained: Path) -> N
 
 
 def test_cli_random_weights_say_so(tmp_path: Path) -> None:
-    result = _run(
+    result = _run_here(
         PHOTO,
         "--random-weights",
         "resnet18",
@@ -104,7 +124,7 @@ def test_cli_random_weights_say_so(tmp_path: Path) -> None:
     ],
 )
 def test_cli_bad_input_one_line_exit_2(tmp_path: Path, make, message: str) -> None:
-    result = _run(*make(tmp_path), "--out", tmp_path / "o", cwd=tmp_path)
+    result = _run_here(*make(tmp_path), "--out", tmp_path / "o", cwd=tmp_path)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.stderr
