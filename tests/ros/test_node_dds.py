@@ -234,12 +234,14 @@ def test_a_burst_is_dropped_not_queued_with_bounded_latency_and_memory(
         stamps = ros.publisher_stamps(publisher)
         wait_for_stamp(ros, hands, stamps[-1])
         rss.append(rss_bytes(node.pid))
+    # Best-effort transport may itself lose part of a 300 Hz burst on a loaded machine: what is
+    # asserted is the node's own dropping of what it did receive.
     values = ros.wait_for_diagnostic(
-        "camera cam", "frames_received", lambda v: int(v) >= 500, REPLY_TIMEOUT_S
+        "camera cam", "frames_received", lambda v: int(v) >= 200, REPLY_TIMEOUT_S
     )
     received, dropped = int(values["frames_received"]), int(values["frames_dropped"])
     published = int(values["frames_published"])
-    assert dropped >= received - published - 1 and dropped > 300
+    assert dropped >= received - published - 1 and published < received / 4
     latencies = [m.latency for m in hands]
     worst_inference = max(m.inference_time for m in hands)
     # Without a backlog an image waits for at most the batch in progress, then its own.
