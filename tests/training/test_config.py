@@ -99,3 +99,10 @@ def test_bad_yaml_names_the_file(tmp_path: Path) -> None:
     path.write_text("optim:\n  lr: -2\n")
     with pytest.raises(ConfigError, match=r"broken\.yaml.*optim\.lr"):
         load_training_config(path)
+
+
+def test_shipped_configs_load() -> None:
+    short = load_training_config(DEFAULT_YAML.with_name("training_cpu_short.yaml"))
+    assert short.model.backbone == "efficientnet_lite0" and short.pretrained_backbone
+    assert short.stage.photometric_at(short.optim.epochs - 1)
+    assert not short.stage.photometric_at(0)

@@ -194,3 +194,22 @@ def test_cli_errors_name_the_setting(tmp_path: Path, capsys) -> None:
     missing = tmp_path / "nowhere"
     assert main(["evaluate", f"--checkpoint={missing}"]) == 2
     assert str(missing) in capsys.readouterr().err
+
+
+def test_non_finite_loss_stops_with_the_terms_named(run: Run, tmp_path: Path) -> None:
+    config = load_training_config(
+        None,
+        [
+            *SETTINGS,
+            "model.heads=[hm, params]",
+            "stage.photometric=false",
+            f"output_dir={tmp_path}",
+            "log.tensorboard=false",
+            "log.images_every=0",
+        ],
+    )
+    trainer = Trainer(config, dataset=run.samples)
+    batch = next(iter(trainer.loader))
+    batch["keypoints_px"][0, 0, 3] = float("nan")
+    with pytest.raises(FloatingPointError, match=r"not finite.*reprojection"):
+        trainer.train_step(batch, photometric=False)
