@@ -8,7 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
+
+from smhr_core.config import ConfigError
+from training.config import DistributedConfig
+from training.distributed import DistributedContext, init_distributed, wrap_model
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
 ROOT = Path(__file__).resolve().parents[2]
@@ -78,3 +83,21 @@ def test_two_process_gloo_matches_one_process(tmp_path: Path) -> None:
         total += value.numel()
     assert moved > total // 2
     assert off <= 1e-5 * total
+
+
+def test_single_process_context_and_cpu_refusals(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    ctx = init_distributed("cpu", DistributedConfig())
+    assert (ctx.rank, ctx.world_size, ctx.is_main, ctx.is_distributed) == (0, 1, True, False)
+    model = torch.nn.Linear(2, 2)
+    assert wrap_model(model, ctx, sync_bn=True) is model  # nothing to synchronise alone
+    two = DistributedContext(rank=1, world_size=2, local_rank=1, device=torch.device("cpu"))
+    with pytest.raises(ConfigError, match=r"distributed\.sync_bn"):
+        wrap_model(model, two, sync_bn=True)
+    monkeypatch.setenv("WORLD_SIZE", "two")
+    with pytest.raises(ConfigError, match="WORLD_SIZE"):
+        init_distributed("cpu", DistributedConfig())
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ConfigError, match=r"distributed\.backend.*nccl"):
+        init_distributed("cpu", DistributedConfig(backend="nccl"))
