@@ -374,8 +374,18 @@ class Trainer:
         """Set every BatchNorm's running statistics to the plain average over `batches` training
         batches (`torch.optim.swa_utils.update_bn`); training itself uses batch statistics, so
         only evaluation-mode outputs change."""
+        network = unwrap_model(self.model)
+        # A frozen backbone ran on its own (pretrained) statistics throughout training, and the
+        # neck learned from those features: they must survive the re-estimation.
+        kept = (
+            {k: v.clone() for k, v in network.backbone.state_dict().items()}
+            if self.config.optim.freeze_backbone
+            else None
+        )
         images = (b[S.IMAGE].to(self.device) for b in itertools.islice(self.loader, batches))
-        update_bn(images, unwrap_model(self.model))
+        update_bn(images, network)
+        if kept is not None:
+            network.backbone.load_state_dict(kept)
 
     def checkpoint_meta(self) -> dict[str, Any]:
         """What our checkpoints record besides the weights and the model config."""
