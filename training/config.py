@@ -158,6 +158,10 @@ class LossWeights:
     joints_3d: float = 10.0
     vertices_3d: float = 10.0
     mano: float = 100.0
+    root_3d: float = 0.0
+    """L1 (metres) on the wrist's absolute position (3D labels only). Not in the reference (0):
+    with full 3D labels it stops the reprojection loss from shrinking hands away from the
+    camera while their pose is still wrong."""
     hard_fraction: float = 0.7
     """With the photometric loss on, each batch averages this worst fraction of samples."""
 

@@ -10,7 +10,8 @@ Terms (weights from `training.config.LossWeights`):
   rendered silhouette x skin mask; `mask`: L1 between the silhouette and the skin mask
   (both only in the photometric stage);
 - `joints_3d` / `vertices_3d`: L1 on root-relative, bone-length-normalised joints / vertices
-  (hands with `has_3d`); `mano`: MSE to the labelled pose and shape (hands with `has_mano`).
+  (hands with `has_3d`); `mano`: MSE to the labelled pose and shape (hands with `has_mano`);
+  `root_3d` (ours, weight 0 by default): L1 in metres on the wrist's absolute position.
 
 The network's parameters are read at each labelled hand's centre cell `ind` (the ground-truth
 centre, as in training), from the left or the right set by the labelled handedness, and decoded
@@ -73,6 +74,7 @@ TERMS = (
     "joints_3d",
     "vertices_3d",
     "mano",
+    "root_3d",
 )
 
 
@@ -92,6 +94,7 @@ class LossBreakdown:
     joints_3d: torch.Tensor
     vertices_3d: torch.Tensor
     mano: torch.Tensor
+    root_3d: torch.Tensor
 
     def scalars(self) -> dict[str, float]:
         """Every field as a Python float (for logs)."""
@@ -260,6 +263,9 @@ class SMHRLoss(nn.Module):
         v_pred = _normalised_3d(pred.vertices, pred.joints)
         v_true = _normalised_3d(batch[S.VERTICES_3D].float(), batch[S.JOINTS_3D].float())
         per_sample["vertices_3d"] = _hand_mean((v_pred - v_true).abs().mean((-1, -2)), has_3d)
+        root_true = batch[S.JOINTS_3D][..., ROOT_JOINT, :].float()
+        root_error = (pred.joints[..., ROOT_JOINT, :] - root_true).abs().mean(-1)
+        per_sample["root_3d"] = _hand_mean(root_error, has_3d)
 
         has_mano = batch[S.HAS_MANO].float() * valid
         mano_err = torch.cat(

@@ -167,7 +167,7 @@ def _scene(
 def test_exact_labels_give_zero_geometric_losses(hand_model: HandModel) -> None:
     outputs, batch = _scene(hand_model, [[(5, 6), (10, 9)], [(8, 8)]], [[True, False], [False]])
     loss, pred = SMHRLoss(LossWeights(), hand_model, R)(outputs, batch)
-    for term in ("reprojection", "bone_direction", "joints_3d", "vertices_3d", "mano"):
+    for term in ("reprojection", "bone_direction", "joints_3d", "vertices_3d", "mano", "root_3d"):
         assert getattr(loss, term).item() == pytest.approx(0.0, abs=1e-6), term
     # Poses inside the limits: the prior is the beta term alone, averaged per sample.
     betas = batch[S.MANO_BETAS]
@@ -236,6 +236,17 @@ def test_3d_losses_are_root_relative_and_scale_free(hand_model: HandModel) -> No
     assert loss_fn(outputs, moved)[0].joints_3d.item() > 0.1
     moved[S.HAS_3D] = torch.zeros_like(batch[S.HAS_3D])
     assert loss_fn(outputs, moved)[0].joints_3d.item() == 0.0
+
+
+def test_root_3d_is_the_absolute_wrist_error_in_metres(hand_model: HandModel) -> None:
+    outputs, batch = _scene(hand_model, [[(6, 6)]], [[True]])
+    moved = dict(batch)
+    moved[S.JOINTS_3D] = batch[S.JOINTS_3D] + torch.tensor([0.03, 0.0, 0.3])
+    loss = SMHRLoss(LossWeights(root_3d=10.0), hand_model, R)(outputs, moved)[0]
+    assert loss.root_3d.item() == pytest.approx(0.11, abs=1e-5)  # mean of |0.03|, 0, |0.3|
+    assert loss.joints_3d.item() == pytest.approx(0.0, abs=1e-5)
+    unweighted = SMHRLoss(LossWeights(), hand_model, R)(outputs, moved)[0]
+    assert unweighted.total.item() < loss.total.item() - 1.0
 
 
 def test_prior_hinge_by_hand(hand_model: HandModel) -> None:
