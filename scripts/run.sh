@@ -95,6 +95,8 @@ shift || true
 case "$cmd" in
   setup) setup ;;
   test) setup; run_tests "$@" ;;
-  demo) setup; exec "$py" -m smhr_ros.demo "$@" ;;
+  # PYTHONSAFEPATH: the checkout's smhr_ros (sources only) must not shadow the installed one,
+  # which also holds the generated messages; the demo's child processes inherit it.
+  demo) setup; PYTHONSAFEPATH=1 exec "$py" -m smhr_ros.demo "$@" ;;
   *) echo "usage: scripts/run.sh {demo|test|setup} [args]" >&2; exit 2 ;;
 esac
