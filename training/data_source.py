@@ -18,6 +18,7 @@ MANO labels of FreiHAND (and the reference's FreiHAND pickles) are relative to M
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -154,17 +155,23 @@ def write_synthetic_scenes(
     resolution: int,
     max_hands: int,
     hand_model_dir: str | None = None,
+    supersampling: int = 2,
 ) -> int:
-    """Write `count` synthetic scenes (seeds seed .. seed + count - 1) into `out`; returns count."""
+    """Write `count` synthetic scenes (seeds seed .. seed + count - 1) into `out`, rendered at
+    `supersampling` times the resolution and shrunk; returns count."""
     if count < 1:
         raise DataError(f"--count: must be >= 1, got {count}")
     if resolution <= 0 or resolution % 32:
         raise DataError(f"--resolution: {resolution} must be a positive multiple of 32")
+    if supersampling < 1:
+        raise DataError(f"--supersampling: must be >= 1, got {supersampling}")
     write_scenes(
         out,
         count,
         base_seed=seed,
-        config=_scene_config(resolution, max_hands),
+        config=dataclasses.replace(
+            _scene_config(resolution, max_hands), supersampling=supersampling
+        ),
         hand_model=_hand_model(hand_model_dir),
     )
     return count

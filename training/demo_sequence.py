@@ -33,7 +33,7 @@ import torch
 from smhr_core.hand_model import HandModel
 from smhr_core.open_hand import open_hand_directory
 from training.render import HandRenderer
-from training.synthetic import random_albedo, random_background, random_light
+from training.synthetic import random_albedo, random_background, random_light, skin_regions
 
 LABELS_FORMAT = "smhr-demo-sequence/1"
 WIDTH, HEIGHT = 320, 240
@@ -228,7 +228,8 @@ def generate(out: Path, only_frames: Sequence[int] | None = None) -> dict:
     # Background, skin and light are drawn like the training scenes' (training.synthetic).
     backdrop = random_background(rng, WIDTH)[:HEIGHT]
     betas = {i: rng.normal(0.0, 0.6, size=10) for i in range(len(TRACKS))}
-    albedos = {i: random_albedo(rng, 778) for i in range(len(TRACKS))}
+    skin = {side: skin_regions(hand_model, side) for side in (False, True)}
+    albedos = {i: random_albedo(rng, skin[TRACKS[i].is_right]) for i in range(len(TRACKS))}
     light = torch.tensor(random_light(rng), dtype=torch.float32)[None]
     frames_dir = out / "frames"
     if frames_dir.exists():

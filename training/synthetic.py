@@ -76,6 +76,10 @@ class SceneConfig:
     part of the hand masks. Real images show arms, and MANO's open wrist would be a cue."""
     sleeve_probability: float = 0.4
     """Chance that a forearm wears a sleeve from a few centimetres past the wrist."""
+    max_tilt_deg: float = 70.0
+    """Largest tilt of a hand's palm (or back) away from facing the camera, degrees."""
+    any_orientation_probability: float = 0.2
+    """Chance that a hand takes a uniformly random orientation instead (edge-on included)."""
 
     def __post_init__(self) -> None:
         if self.resolution <= 0 or self.resolution % 4:
@@ -87,6 +91,13 @@ class SceneConfig:
         low, high = self.hand_size
         if not 0 < low <= high <= 1:
             raise ValueError(f"hand_size must satisfy 0 < low <= high <= 1, got {self.hand_size}")
+        if not 0.0 <= self.max_tilt_deg <= 180.0:
+            raise ValueError(f"max_tilt_deg must be in [0, 180], got {self.max_tilt_deg}")
+        if not 0.0 <= self.any_orientation_probability <= 1.0:
+            raise ValueError(
+                "any_orientation_probability must be in [0, 1], "
+                f"got {self.any_orientation_probability}"
+            )
         if self.supersampling < 1:
             raise ValueError(f"supersampling must be >= 1, got {self.supersampling}")
 
@@ -181,6 +192,32 @@ def random_rotation(rng: np.random.Generator) -> np.ndarray:
     )
 
 
+_PALM_TO_CAMERA = np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+"""Rotation taking MANO's axes (fingers -x, palm -y) to the camera's (x right, y down, z ahead):
+fingers up in the image, palm facing the camera."""
+
+
+def _rotation_about(axis: np.ndarray, angle: float) -> np.ndarray:
+    axis = axis / np.linalg.norm(axis)
+    k = np.array([[0.0, -axis[2], axis[1]], [axis[2], 0.0, -axis[0]], [-axis[1], axis[0], 0.0]])
+    return np.eye(3) + math.sin(angle) * k + (1.0 - math.cos(angle)) * (k @ k)
+
+
+def viewing_rotation(rng: np.random.Generator, max_tilt: float) -> np.ndarray:
+    """A 3x3 hand orientation in camera axes as hands are usually seen: palm or back towards the
+    camera (even odds), tilted away from facing it by at most `max_tilt` radians (uniform over
+    that cap of directions), at any angle in the image plane. Edge-on views, where a hand's side
+    and pose are hardly visible, are left out."""
+    facing = _PALM_TO_CAMERA
+    if rng.random() < 0.5:
+        facing = _rotation_about(np.array([0.0, 1.0, 0.0]), math.pi) @ facing
+    tilt = math.acos(rng.uniform(math.cos(max_tilt), 1.0))
+    direction = rng.uniform(0.0, 2.0 * math.pi)
+    tilt_axis = np.array([math.cos(direction), math.sin(direction), 0.0])
+    in_plane = _rotation_about(np.array([0.0, 0.0, 1.0]), rng.uniform(-math.pi, math.pi))
+    return in_plane @ _rotation_about(tilt_axis, tilt) @ facing
+
+
 def random_hand_pose(rng: np.random.Generator, is_right: bool) -> np.ndarray:
     """(45,) finger pose: each finger curls mostly about its flexion axis, by an amount drawn
     around a hand-wide grip, with spread shrinking as it curls; clamped to the joint limits."""
@@ -225,12 +262,68 @@ def random_light(rng: np.random.Generator) -> np.ndarray:
     return light.reshape(LIGHT_DIM).astype(np.float32)
 
 
-def random_albedo(rng: np.random.Generator, num_vertices: int) -> np.ndarray:
-    """(V, 3) RGB skin albedo: a tone between dark and light skin, slightly tinted and mottled."""
+@dataclass(frozen=True)
+class SkinRegions:
+    """Per-vertex weights in [0, 1] of a hand model's palmar side and fingernails (one side).
+
+    Real palms are lighter and pinker than the backs of hands, and nails are lighter still; with
+    a uniform albedo a hand seen from the palm and its mirror image seen from the back would look
+    the same, and the side (left/right) and the facing would be unobservable."""
+
+    palmar: np.ndarray
+    """(V,) 1 on the palm side, 0 on the back, smooth in between."""
+    nail: np.ndarray
+    """(V,) 1 on the nails (dorsal side of the last ~1 cm of each finger)."""
+
+
+def skin_regions(hand_model: HandModel, is_right: bool) -> SkinRegions:
+    """The palmar and nail regions of `hand_model`, from vertex normals of its flat rest pose
+    (MANO axes: the palm faces -y)."""
+    device = next(iter(hand_model.buffers())).device
+    with torch.no_grad():
+        rest = hand_model(
+            torch.zeros(1, 3, device=device),
+            torch.zeros(1, 45, device=device),
+            torch.zeros(1, 10, device=device),
+            torch.zeros(1, 3, device=device),
+            torch.tensor([is_right], device=device),
+        )
+    vertices = rest.vertices[0].cpu().numpy().astype(np.float64)
+    tips = rest.joints[0].cpu().numpy().astype(np.float64)[[4, 8, 12, 16, 20]]
+    faces = np.asarray(hand_model.faces(is_right))
+    a, b, c = (vertices[faces[:, i]] for i in range(3))
+    face_normals = np.cross(b - a, c - a)
+    normals = np.zeros_like(vertices)
+    for i in range(3):
+        np.add.at(normals, faces[:, i], face_normals)
+    normals /= np.linalg.norm(normals, axis=1, keepdims=True).clip(min=1e-12)
+    # Face winding differs between models and sides: make the normals point outwards.
+    if np.sum(normals * (vertices - vertices.mean(axis=0))) < 0:
+        normals = -normals
+    palmar = np.clip((-normals[:, 1] + 0.15) / 0.5, 0.0, 1.0)
+    tip_distance = np.linalg.norm(vertices[:, None] - tips[None], axis=2).min(axis=1)
+    nail = np.clip((normals[:, 1] - 0.35) / 0.3, 0.0, 1.0) * (tip_distance < 0.011)
+    return SkinRegions(palmar=palmar.astype(np.float32), nail=nail.astype(np.float32))
+
+
+_PALM_TINT = np.array([1.18, 1.08, 1.08])
+"""Palm albedo relative to the back of the hand (lighter, slightly pinker)."""
+_NAIL_COLOUR = np.array([0.86, 0.72, 0.70])
+
+
+def random_albedo(rng: np.random.Generator, regions: SkinRegions) -> np.ndarray:
+    """(V, 3) RGB skin albedo: a tone between dark and light skin, slightly tinted and mottled,
+    with a lighter palm and nails."""
     tone = _SKIN_DARK + (_SKIN_LIGHT - _SKIN_DARK) * rng.uniform(0.0, 1.0)
     tone = tone * rng.uniform(0.92, 1.08, size=3)
-    mottle = rng.normal(0.0, 0.012, size=(num_vertices, 3))
-    return np.clip(tone + mottle, 0.02, 1.0).astype(np.float32)
+    # Darker skin has a relatively lighter palm.
+    palm = np.minimum(tone * _PALM_TINT * rng.uniform(1.0, 1.25), np.maximum(tone, 0.85))
+    palmar = regions.palmar[:, None]
+    colour = tone * (1.0 - palmar) + palm * palmar
+    nail = regions.nail[:, None] * rng.uniform(0.6, 0.9)
+    colour = colour * (1.0 - nail) + _NAIL_COLOUR * nail
+    mottle = rng.normal(0.0, 0.012, size=colour.shape)
+    return np.clip(colour + mottle, 0.02, 1.0).astype(np.float32)
 
 
 def _value_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
@@ -406,6 +499,7 @@ class SceneGenerator:
         ).to(self.device)
         # Forearms follow the right faces' wrist loop on both sides, so their normals match
         # the hands' (training.render shades both hands with the right model's faces).
+        self.skin = {side: skin_regions(self.hand_model, side) for side in (False, True)}
         self.wrist_loop = wrist_loop(np.array(self.hand_model.faces(True)))
         arm_faces = torch.from_numpy(forearm_faces(len(self.wrist_loop)))
         self.forearm_renderer = HandRenderer(
@@ -432,7 +526,7 @@ class SceneGenerator:
             hands.append(hand)
             boxes.append(box)
         light = random_light(rng)
-        albedos = [random_albedo(rng, 778) for _ in hands]
+        albedos = [random_albedo(rng, self.skin[hand.is_right]) for hand in hands]
         arms = [
             self._forearm(rng, hand, albedo) for hand, albedo in zip(hands, albedos, strict=True)
         ]
@@ -447,7 +541,12 @@ class SceneGenerator:
         )
 
     def _pose(self, rng: np.random.Generator, is_right: bool) -> tuple[np.ndarray, ...]:
-        orient = _axis_angle(random_rotation(rng)).astype(np.float32)
+        cfg = self.config
+        if rng.random() < cfg.any_orientation_probability:
+            rotation = random_rotation(rng)
+        else:
+            rotation = viewing_rotation(rng, math.radians(cfg.max_tilt_deg))
+        orient = _axis_angle(rotation).astype(np.float32)
         pose = random_hand_pose(rng, is_right)
         betas = np.clip(rng.normal(0.0, 0.7, size=10), -2.0, 2.0).astype(np.float32)
         return orient, pose, betas

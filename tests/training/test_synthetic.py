@@ -4,6 +4,7 @@ and the scene folder format."""
 from __future__ import annotations
 
 import json
+import math
 
 import cv2
 import numpy as np
@@ -27,8 +28,12 @@ from training.synthetic import (
     forearm_vertices,
     load_scene,
     main,
+    random_albedo,
     random_background,
+    random_rotation,
     scene_paths,
+    skin_regions,
+    viewing_rotation,
     wrist_loop,
     write_scenes,
 )
@@ -195,6 +200,58 @@ def test_forearm_continues_the_wrist_away_from_the_fingers(
     edges = np.sort(np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]), axis=1)
     _, counts = np.unique(edges, axis=0, return_counts=True)
     assert (counts == 1).sum() == len(loop) and set(counts) <= {1, 2}
+
+
+@pytest.mark.parametrize("is_right", [True, False])
+def test_palm_and_nails_are_lighter_than_the_back(hand_model: HandModel, is_right: bool) -> None:
+    regions = skin_regions(hand_model, is_right)
+    out = hand_model(
+        torch.zeros(1, 3),
+        torch.zeros(1, 45),
+        torch.zeros(1, 10),
+        torch.zeros(1, 3),
+        torch.tensor([is_right]),
+    )
+    vertices = out.vertices[0].numpy()
+    tips = out.joints[0, [4, 8, 12, 16, 20]].numpy()
+    palm_centre = out.joints[0, [0, 5, 9, 13, 17]].numpy().mean(axis=0)
+    # The palm faces -y in the rest pose: the palmar side is the lower half of the palm.
+    near_palm = np.linalg.norm(vertices[:, [0, 2]] - palm_centre[[0, 2]], axis=1) < 0.02
+    below = near_palm & (vertices[:, 1] < palm_centre[1])
+    above = near_palm & (vertices[:, 1] > palm_centre[1])
+    assert below.sum() > 5 and above.sum() > 5
+    assert regions.palmar[below].mean() > 0.9 and regions.palmar[above].mean() < 0.1
+    # One nail at every fingertip, on the back of the finger, and nowhere else.
+    nails = regions.nail > 0.5
+    nearest_tip = np.linalg.norm(vertices[:, None] - tips[None], axis=2).argmin(axis=1)
+    assert set(nearest_tip[nails]) == {0, 1, 2, 3, 4}
+    assert (vertices[nails, 1] > tips[nearest_tip[nails], 1] - 0.002).all()
+    assert nails.sum() < 0.1 * len(vertices)
+    albedo = random_albedo(np.random.default_rng(0), regions)
+    brightness = albedo.sum(axis=1)
+    assert brightness[below].mean() > brightness[above].mean() * 1.1
+    assert brightness[nails].mean() > brightness[above].mean() * 1.1
+
+
+def test_viewing_rotation_faces_the_camera_within_the_tilt() -> None:
+    rng = np.random.default_rng(0)
+    max_tilt = math.radians(70.0)
+    rotations = [viewing_rotation(rng, max_tilt) for _ in range(400)]
+    for rotation in rotations:
+        np.testing.assert_allclose(rotation @ rotation.T, np.eye(3), atol=1e-9)
+        assert np.linalg.det(rotation) == pytest.approx(1.0)
+    palm_normals = np.array([r @ np.array([0.0, -1.0, 0.0]) for r in rotations])
+    tilt = np.degrees(np.arccos(np.abs(palm_normals[:, 2])))
+    assert tilt.max() <= 70.0 + 1e-6 and tilt.max() > 60.0
+    # Palm towards the camera (-z) and back towards it are equally likely.
+    assert 0.4 < (palm_normals[:, 2] < 0).mean() < 0.6
+    # Fingers point every way in the image.
+    fingers = np.array([r @ np.array([-1.0, 0.0, 0.0]) for r in rotations])
+    angles = np.arctan2(fingers[:, 1], fingers[:, 0])
+    assert np.histogram(angles, bins=8, range=(-math.pi, math.pi))[0].min() > 20
+    # Edge-on hands come only from the uniform orientations.
+    uniform = np.array([r @ np.array([0.0, -1.0, 0.0]) for r in map(random_rotation, [rng] * 400)])
+    assert (np.abs(uniform[:, 2]) < math.cos(max_tilt)).mean() > 0.25
 
 
 def test_command_line_writes_scenes(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
