@@ -122,7 +122,6 @@ def _evaluate(args: argparse.Namespace) -> int:
         args.checkpoint,
         dataset,
         hand_model_dir=args.hand_model or None,
-        supersampling=args.supersampling,
         device=args.device,
         decode=decode,
         batch_size=args.batch_size,
