@@ -248,6 +248,20 @@ def load_efficientnet_lite0_imagenet(backbone: EfficientNetLite0Backbone) -> Non
     _adapt_stem_to_smhr_input(backbone)
 
 
+def backbone_blocks(backbone: nn.Module) -> list[nn.Module]:
+    """The backbone's blocks from input to output: ResNet's residual blocks (layer1..layer4),
+    EfficientNet-Lite0's MBConv blocks (the stem is not a block)."""
+    if isinstance(backbone, ResNetBackbone):
+        return [
+            block
+            for layer in (backbone.layer1, backbone.layer2, backbone.layer3, backbone.layer4)
+            for block in layer
+        ]
+    if isinstance(backbone, EfficientNetLite0Backbone):
+        return list(backbone.blocks)
+    raise BackboneError(f"no block list for {type(backbone).__name__}")
+
+
 def build_backbone(name: str, pretrained: bool = False) -> nn.Module:
     """Build a backbone by name: "resnet50", "resnet18" or "efficientnet_lite0".
 

@@ -191,6 +191,11 @@ class OptimConfig:
     freeze_backbone: bool = False
     """Train only the neck and heads: the (pretrained) backbone keeps its weights and BatchNorm
     statistics. Makes CPU training affordable (no backward pass through the backbone)."""
+    train_backbone_blocks: int = 0
+    """With `freeze_backbone`: the backbone's last this many blocks (residual blocks of ResNet,
+    MBConv blocks of EfficientNet-Lite0) still learn their weights; their BatchNorm statistics
+    stay. The last blocks work at stride 32 and cost little to train, and let the features learn
+    what ImageNet did not need, such as a hand's chirality."""
     max_steps_per_epoch: int = 0
     """Stop each epoch after this many steps; 0 = the whole dataset."""
     bn_recalibration_batches: int = 0
@@ -217,6 +222,18 @@ class OptimConfig:
             "optim.bn_recalibration_batches",
             self.bn_recalibration_batches,
             ">= 0",
+        )
+        _require(
+            self.train_backbone_blocks >= 0,
+            "optim.train_backbone_blocks",
+            self.train_backbone_blocks,
+            "an integer >= 0",
+        )
+        _require(
+            self.train_backbone_blocks == 0 or self.freeze_backbone,
+            "optim.train_backbone_blocks",
+            self.train_backbone_blocks,
+            "0 unless optim.freeze_backbone is true (otherwise the whole backbone trains)",
         )
         _require(
             self.max_steps_per_epoch >= 0,

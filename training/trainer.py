@@ -27,6 +27,7 @@ from torch.optim.swa_utils import update_bn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from smhr_core.backbones import backbone_blocks
 from smhr_core.checkpoint import load_checkpoint, save_checkpoint
 from smhr_core.config import ConfigError
 from smhr_core.hand_model import HandModel
@@ -153,6 +154,14 @@ class Trainer:
         network.to(self.device)
         if config.optim.freeze_backbone:
             network.backbone.requires_grad_(False)
+            blocks = backbone_blocks(network.backbone)
+            if config.optim.train_backbone_blocks > len(blocks):
+                raise ValueError(
+                    f"optim.train_backbone_blocks: {config.optim.train_backbone_blocks} exceeds "
+                    f"the {len(blocks)} blocks of {config.model.backbone}"
+                )
+            for block in blocks[len(blocks) - config.optim.train_backbone_blocks :]:
+                block.requires_grad_(True)
         self.model = wrap_model(network, self.ctx, config.distributed.sync_bn)
         self.optimizer = torch.optim.Adam(
             (p for p in self.model.parameters() if p.requires_grad),
