@@ -22,14 +22,15 @@ START_TIMEOUT_S = 240.0
 REPLY_TIMEOUT_S = 120.0
 
 # Bounds below what the shipped model measured on these scenes through the node (recall 0.83,
-# precision 0.86, 2D error 0.29 of the box, wrist-relative joints 0.145 m): they catch a broken
-# pipeline (camera mapping, decoding, message conversion). They are NOT issue 6's quality
-# targets (>= 0.95 and <= 4 %), which the current CPU-trained model does not reach yet.
-MIN_RECALL = 0.6
-MIN_PRECISION = 0.6
-MAX_MEDIAN_2D_ERROR = 0.45
+# precision 0.83, 2D error 0.23 of the box, wrist-relative joints 0.056 m; handedness 9/19, not
+# bounded): they catch a broken pipeline (camera mapping, decoding, message conversion). They
+# are NOT issue 6's quality targets (>= 0.95 and <= 4 %), which the CPU-trained model does not
+# reach yet.
+MIN_RECALL = 0.7
+MIN_PRECISION = 0.7
+MAX_MEDIAN_2D_ERROR = 0.35
 """Median keypoint error as a fraction of the hand's box (longer side)."""
-MAX_MEDIAN_JOINT_ERROR_M = 0.2
+MAX_MEDIAN_JOINT_ERROR_M = 0.1
 """Median wrist-relative 3D joint error, metres."""
 
 
@@ -118,6 +119,7 @@ def test_shipped_model_finds_the_scene_hands_through_the_node(ros, scenes) -> No
         f"2D {np.median(errors_2d) if errors_2d else float('nan'):.3f} of box, "
         f"3D {np.median(errors_3d) if errors_3d else float('nan'):.4f} m"
     )
+    print(summary)
     assert recall >= MIN_RECALL, summary
     assert precision >= MIN_PRECISION, summary
     assert np.median(errors_2d) <= MAX_MEDIAN_2D_ERROR, summary
