@@ -194,8 +194,7 @@ class OptimConfig:
     train_backbone_blocks: int = 0
     """With `freeze_backbone`: the backbone's last this many blocks (residual blocks of ResNet,
     MBConv blocks of EfficientNet-Lite0) still learn their weights; their BatchNorm statistics
-    stay. The last blocks work at stride 32 and cost little to train, and let the features learn
-    what ImageNet did not need, such as a hand's chirality."""
+    stay. The last blocks work at stride 32 and cost little to train."""
     max_steps_per_epoch: int = 0
     """Stop each epoch after this many steps; 0 = the whole dataset."""
     bn_recalibration_batches: int = 0
