@@ -162,6 +162,10 @@ class LossWeights:
     """L1 (metres) on the wrist's absolute position (3D labels only). Not in the reference (0):
     with full 3D labels it stops the reprojection loss from shrinking hands away from the
     camera while their pose is still wrong."""
+    side: float = 0.0
+    """Binary cross-entropy of the handedness at each labelled centre (the `handmap` logits,
+    right minus left). Not in the reference (0): the focal loss of the map leaves the side at
+    chance on our synthetic scenes, where a left palm and a right back look alike."""
     hard_fraction: float = 0.7
     """With the photometric loss on, each batch averages this worst fraction of samples."""
 

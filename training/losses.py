@@ -11,7 +11,9 @@ Terms (weights from `training.config.LossWeights`):
   (both only in the photometric stage);
 - `joints_3d` / `vertices_3d`: L1 on root-relative, bone-length-normalised joints / vertices
   (hands with `has_3d`); `mano`: MSE to the labelled pose and shape (hands with `has_mano`);
-  `root_3d` (ours, weight 0 by default): L1 in metres on the wrist's absolute position.
+  `root_3d` (ours, weight 0 by default): L1 in metres on the wrist's absolute position;
+- `side` (ours, weight 0 by default): binary cross-entropy of the handedness read where the
+  decoder reads it, the `handmap` logits at each labelled centre (right minus left).
 
 The network's parameters are read at each labelled hand's centre cell `ind` (the ground-truth
 centre, as in training), from the left or the right set by the labelled handedness, and decoded
@@ -75,6 +77,7 @@ TERMS = (
     "vertices_3d",
     "mano",
     "root_3d",
+    "side",
 )
 
 
@@ -95,6 +98,7 @@ class LossBreakdown:
     vertices_3d: torch.Tensor
     mano: torch.Tensor
     root_3d: torch.Tensor
+    side: torch.Tensor
 
     def scalars(self) -> dict[str, float]:
         """Every field as a Python float (for logs)."""
@@ -148,6 +152,20 @@ def gather_cells(maps: torch.Tensor, ind: torch.Tensor) -> torch.Tensor:
     flat = maps.reshape(batch, channels, -1)
     index = ind.long().clamp(0, flat.shape[2] - 1)[:, None, :].expand(-1, channels, -1)
     return flat.gather(2, index).permute(0, 2, 1)
+
+
+def side_loss(handmap: torch.Tensor, ind: torch.Tensor, is_right: torch.Tensor) -> torch.Tensor:
+    """Per-hand (B, M) binary cross-entropy of the handedness at the labelled centres.
+
+    The decoder calls a hand right when its right `handmap` logit beats its left one (channel 0
+    left, 1 right), so the margin right - left is the logit of "right". Unlike the focal loss of
+    the whole map, this term is zero only when the two channels are told apart at the centre.
+    """
+    logits = gather_cells(handmap.float(), ind)  # (B, M, 2)
+    margin = logits[..., 1] - logits[..., 0]
+    return nn.functional.binary_cross_entropy_with_logits(
+        margin, is_right.float(), reduction="none"
+    )
 
 
 def project_virtual(points_m: torch.Tensor, resolution: int) -> torch.Tensor:
@@ -266,6 +284,11 @@ class SMHRLoss(nn.Module):
         root_true = batch[S.JOINTS_3D][..., ROOT_JOINT, :].float()
         root_error = (pred.joints[..., ROOT_JOINT, :] - root_true).abs().mean(-1)
         per_sample["root_3d"] = _hand_mean(root_error, has_3d)
+        per_sample["side"] = (
+            _hand_mean(side_loss(outputs["handmap"], batch[S.IND], pred.is_right), valid)
+            if "handmap" in outputs
+            else zeros
+        )
 
         has_mano = batch[S.HAS_MANO].float() * valid
         mano_err = torch.cat(

@@ -19,6 +19,7 @@ from training.losses import (
     focal_loss,
     gather_cells,
     project_virtual,
+    side_loss,
 )
 from training.render import HandRenderer
 
@@ -329,3 +330,36 @@ def test_photometric_mask_and_worst_fraction(hand_model: HandModel, renderer: Ha
     stage1 = SMHRLoss(LossWeights(), hand_model, R, renderer)(outputs, batch)[0]
     assert stage1.photometric.item() == 0.0
     assert stage1.total.item() < loss.total.item()
+
+
+def test_side_loss_is_the_cross_entropy_of_right_minus_left_at_the_centres() -> None:
+    handmap = torch.zeros(1, 2, W, W)
+    handmap[0, :, 3, 4] = torch.tensor([0.5, 2.0])  # right ahead by 1.5
+    handmap[0, :, 7, 2] = torch.tensor([1.0, -1.0])  # left ahead by 2
+    ind = torch.tensor([[3 * W + 4, 7 * W + 2]])
+    right_then_left = side_loss(handmap, ind, torch.tensor([[True, False]]))
+    expected = [math.log1p(math.exp(-1.5)), math.log1p(math.exp(-2.0))]
+    assert right_then_left[0].tolist() == pytest.approx(expected, rel=1e-5)
+    # The same logits with the labels swapped: the wrong side costs more.
+    swapped = side_loss(handmap, ind, torch.tensor([[False, True]]))
+    assert swapped[0].tolist() == pytest.approx(
+        [math.log1p(math.exp(1.5)), math.log1p(math.exp(2.0))], rel=1e-5
+    )
+
+
+def test_side_term_is_off_by_default_and_averages_the_valid_hands(hand_model: HandModel) -> None:
+    outputs, batch = _scene(hand_model, [[(5, 6), (10, 9)], [(8, 8)]], [[True, False], [False]])
+    # The scene's handmap puts p = 0.9 on the labelled side and 0.01 on the other at each centre.
+    per_hand = math.log1p(math.exp(-(_logit(0.9) - _logit(0.01))))
+    loss = SMHRLoss(LossWeights(side=50.0), hand_model, R)(outputs, batch)[0]
+    assert loss.side.item() == pytest.approx(per_hand, rel=1e-3)
+    off = SMHRLoss(LossWeights(), hand_model, R)(outputs, batch)[0]
+    assert off.side.item() == pytest.approx(per_hand, rel=1e-3)  # reported, not weighted
+    assert loss.total.item() == pytest.approx(off.total.item() + 50.0 * per_hand, rel=1e-5)
+    # The handedness flipped everywhere: the term grows, and only through the handmap.
+    flipped = dict(outputs)
+    flipped["handmap"] = outputs["handmap"].flip(1).requires_grad_()
+    worse = SMHRLoss(LossWeights(side=50.0), hand_model, R)(flipped, batch)[0]
+    assert worse.side.item() > 5.0
+    worse.side.backward()
+    assert flipped["handmap"].grad.abs().sum() > 0
