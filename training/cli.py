@@ -1,10 +1,11 @@
-"""Command line: `python -m training {train,evaluate,synth}`.
+"""Command line: `python -m training {train,evaluate,breakdown,synth}`.
 
     python -m training train --config config/training_default.yaml --set optim.lr=1e-3
     torchrun --nproc_per_node=2 -m training train --config my.yaml
     python -m training evaluate --checkpoint runs/smhr/last.pth --data synthetic --count 200
     python -m training evaluate --checkpoint ckpt.pth --data freihand --root FreiHAND_pub_v2 \
         --split evaluation --mode reference --hand-model mano_dir
+    python -m training breakdown --checkpoint ckpt.pth --data scenes --root held_out
     python -m training synth --out held_out --count 500 --seed 123
 
 Exit status: 0 on success, 2 with a one-line reason for bad settings or data.
@@ -13,16 +14,21 @@ Exit status: 0 on success, 2 with a one-line reason for bad settings or data.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
-from smhr_core.checkpoint import CheckpointError
+from torch.utils.data import Dataset
+
+from smhr_core.checkpoint import CheckpointError, load_checkpoint
 from smhr_core.config import DECODE_MODES, ConfigError, DecodeConfig
-from smhr_core.hand_model import HandModelError
-from smhr_core.predictor import PredictorError
+from smhr_core.hand_model import HandModel, HandModelError
+from smhr_core.open_hand import open_hand_directory
+from smhr_core.predictor import PredictorError, resolve_device
 from training.config import DATASETS, DataConfig, TrainingConfig, load_training_config
 from training.data_source import DataError, build_dataset, write_synthetic_scenes
 from training.distributed import cleanup
+from training.error_breakdown import error_breakdown
 from training.evaluate import evaluate_checkpoint, write_report
 from training.trainer import Trainer
 
@@ -45,23 +51,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     ev = sub.add_parser("evaluate", help="evaluate a checkpoint on a dataset")
-    ev.add_argument("--checkpoint", type=Path, required=True)
-    ev.add_argument("--data", choices=DATASETS, default="synthetic", help="dataset kind")
-    ev.add_argument("--root", default="", help="dataset directory (see training.data_source)")
-    ev.add_argument("--split", default="", help="release split, e.g. evaluation (FreiHAND)")
-    ev.add_argument("--pickle", default="", help="annotation pickle (for --data reference)")
-    ev.add_argument("--count", type=int, default=200, help="synthetic scenes to evaluate on")
-    ev.add_argument(
-        "--seed", type=int, default=1_000_003, help="synthetic seed (default: held out)"
-    )
-    ev.add_argument("--max-hands", type=int, default=4, help="hands per image, labels and decoding")
-    ev.add_argument("--hand-model", default="", help="MANO_RIGHT/LEFT.pkl folder (default: open)")
-    ev.add_argument("--device", default="cpu", help="auto, cpu, cuda, cuda:N")
+    _add_data_arguments(ev)
     ev.add_argument("--mode", choices=DECODE_MODES, default="robot", help="decoding mode")
     ev.add_argument("--threshold", type=float, default=0.3, help="peak score threshold (robot)")
-    ev.add_argument("--batch-size", type=int, default=8)
-    ev.add_argument("--max-images", type=int, default=0, help="evaluate only the first N images")
     ev.add_argument("--json", type=Path, help="also write the metrics to this JSON file")
+
+    breakdown = sub.add_parser(
+        "breakdown",
+        help="which predicted part (orientation, finger pose, wrist) limits the 2D error",
+    )
+    _add_data_arguments(breakdown)
+    breakdown.add_argument("--json", type=Path, help="also write the breakdown to this JSON file")
 
     synth = sub.add_parser("synth", help="write synthetic scenes to a folder (a held-out set)")
     synth.add_argument("--out", type=Path, required=True)
@@ -79,6 +79,28 @@ def build_parser() -> argparse.ArgumentParser:
         "--hand-model", default="", help="MANO_RIGHT/LEFT.pkl folder (default: open)"
     )
     return parser
+
+
+def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """The checkpoint, the dataset and the run settings shared by `evaluate` and `breakdown`."""
+    parser.add_argument("--checkpoint", type=Path, required=True)
+    parser.add_argument("--data", choices=DATASETS, default="synthetic", help="dataset kind")
+    parser.add_argument("--root", default="", help="dataset directory (see training.data_source)")
+    parser.add_argument("--split", default="", help="release split, e.g. evaluation (FreiHAND)")
+    parser.add_argument("--pickle", default="", help="annotation pickle (for --data reference)")
+    parser.add_argument("--count", type=int, default=200, help="synthetic scenes to evaluate on")
+    parser.add_argument(
+        "--seed", type=int, default=1_000_003, help="synthetic seed (default: held out)"
+    )
+    parser.add_argument(
+        "--max-hands", type=int, default=4, help="hands per image, labels and decoding"
+    )
+    parser.add_argument(
+        "--hand-model", default="", help="MANO_RIGHT/LEFT.pkl folder (default: open)"
+    )
+    parser.add_argument("--device", default="cpu", help="auto, cpu, cuda, cuda:N")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--max-images", type=int, default=0, help="use only the first N images")
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -101,10 +123,7 @@ def _training_dataset(config: TrainingConfig):
     return build_dataset(config.data, config.model.input_resolution, train=True)
 
 
-def _evaluate(args: argparse.Namespace) -> int:
-    from smhr_core.checkpoint import load_checkpoint
-
-    model_config = load_checkpoint(args.checkpoint).config
+def _dataset(args: argparse.Namespace, resolution: int) -> Dataset:
     data = DataConfig(
         dataset=args.data,
         root=args.root,
@@ -116,7 +135,12 @@ def _evaluate(args: argparse.Namespace) -> int:
         hand_model=args.hand_model,
         num_workers=0,
     )
-    dataset = build_dataset(data, model_config.input_resolution, train=False)
+    return build_dataset(data, resolution, train=False)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    model_config = load_checkpoint(args.checkpoint).config
+    dataset = _dataset(args, model_config.input_resolution)
     decode = DecodeConfig(mode=args.mode, score_threshold=args.threshold, max_hands=args.max_hands)
     report = evaluate_checkpoint(
         args.checkpoint,
@@ -131,6 +155,41 @@ def _evaluate(args: argparse.Namespace) -> int:
     print(report.table())
     if args.json:
         write_report(report, args.json)
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _breakdown(args: argparse.Namespace) -> int:
+    device = resolve_device(args.device)
+    loaded = load_checkpoint(args.checkpoint, map_location=device)
+    hand_model = HandModel.from_directory(
+        Path(args.hand_model) if args.hand_model else open_hand_directory(), device=device
+    )
+    trained_with = loaded.meta.get("hand_model_id")
+    if trained_with and trained_with != hand_model.model_id:
+        raise DataError(
+            f"{args.checkpoint}: trained with hand model {trained_with!r} but the breakdown uses "
+            f"{hand_model.model_id!r}; pass the matching --hand-model directory"
+        )
+    if "handmap" not in loaded.config.heads:
+        raise DataError(f"{args.checkpoint}: the breakdown needs a network with a handmap head")
+    resolution = loaded.config.input_resolution
+    dataset = _dataset(args, resolution)
+    try:
+        result = error_breakdown(
+            loaded.model,
+            hand_model,
+            dataset,
+            resolution,
+            batch_size=args.batch_size,
+            max_images=args.max_images,
+            device=device,
+        )
+    except ValueError as error:  # no labelled hand to read
+        raise DataError(f"--data {args.data}: {error}") from None
+    print(result.table())
+    if args.json:
+        args.json.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
         print(f"wrote {args.json}")
     return 0
 
@@ -151,7 +210,12 @@ def _synth(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    command = {"train": _train, "evaluate": _evaluate, "synth": _synth}[args.command]
+    command = {
+        "train": _train,
+        "evaluate": _evaluate,
+        "breakdown": _breakdown,
+        "synth": _synth,
+    }[args.command]
     try:
         return command(args)
     except (

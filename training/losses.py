@@ -34,8 +34,10 @@ import torch
 from torch import nn
 
 from smhr_core.decode import (
+    OUTPUT_STRIDE,
     PARAMS_PER_HAND,
     VIRTUAL_FOCAL_PX,
+    HandParams,
     split_params,
     virtual_translation,
 )
@@ -168,6 +170,27 @@ def side_loss(handmap: torch.Tensor, ind: torch.Tensor, is_right: torch.Tensor) 
     )
 
 
+def params_at_centres(
+    outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], resolution: int
+) -> tuple[HandParams, torch.Tensor]:
+    """The labelled side's 61 values at each slot's labelled centre, as in training.
+
+    Returns the split parameters and the virtual-camera translation (metres), both with B x M
+    rows in slot order (invalid slots read cell 0).
+    """
+    params = gather_cells(outputs["params"].float(), batch[S.IND])  # (B, M, 122)
+    b, m = params.shape[:2]
+    is_right = batch[S.IS_RIGHT] > 0.5
+    chosen = torch.where(
+        is_right[..., None], params[..., PARAMS_PER_HAND:], params[..., :PARAMS_PER_HAND]
+    ).reshape(b * m, PARAMS_PER_HAND)
+    hand = split_params(chosen)
+    ind = batch[S.IND].reshape(-1).long()
+    map_size = resolution // OUTPUT_STRIDE
+    translation = virtual_translation(hand.camera, ind % map_size, ind // map_size, resolution)
+    return hand, translation
+
+
 def project_virtual(points_m: torch.Tensor, resolution: int) -> torch.Tensor:
     """Differentiable projection of (..., 3) points (metres) with K_v -> (..., 2) input pixels.
 
@@ -213,25 +236,16 @@ class SMHRLoss(nn.Module):
         self.weights = weights
         self.hand_model = hand_model
         self.resolution = int(resolution)
-        self.map_size = self.resolution // 4
         self.renderer = renderer
         self.register_buffer("limits_right", torch.from_numpy(right_limits()), persistent=False)
         self.register_buffer("limits_left", torch.from_numpy(left_limits()), persistent=False)
 
     def decode(self, outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]):
         """The hands of every slot, decoded at the labelled centres (see `HandPredictions`)."""
-        params = gather_cells(outputs["params"].float(), batch[S.IND])  # (B, M, 122)
-        b, m = params.shape[:2]
+        hand, translation = params_at_centres(outputs, batch, self.resolution)
         is_right = batch[S.IS_RIGHT] > 0.5
         valid = batch[S.VALID] > 0.5
-        chosen = torch.where(
-            is_right[..., None], params[..., PARAMS_PER_HAND:], params[..., :PARAMS_PER_HAND]
-        ).reshape(b * m, PARAMS_PER_HAND)
-        hand = split_params(chosen)
-        ind = batch[S.IND].reshape(-1).long()
-        translation = virtual_translation(
-            hand.camera, ind % self.map_size, ind // self.map_size, self.resolution
-        )
+        b, m = is_right.shape
         out = self.hand_model(
             hand.global_orient, hand.hand_pose, hand.betas, translation, is_right.reshape(-1)
         )

@@ -193,6 +193,8 @@ class EvaluationMetrics:
     """Mean 2D error over labelled keypoints of matched hands, input pixels."""
     keypoint_error_box_pct: float | None
     """Same, each hand's error in percent of its box size, averaged over hands."""
+    keypoint_error_box_pct_median: float | None
+    """The median over hands of each hand's error in percent of its box size."""
     hands_3d: int
     """Matched hands with 3D labels (the FreiHAND metrics are over these)."""
     pa_mpjpe_mm: float | None
@@ -267,6 +269,9 @@ class MetricAccumulator:
             ),
             keypoint_error_px=float(kp.mean()) if kp is not None and kp.size else None,
             keypoint_error_box_pct=_mean_or_none(self._kp_box_pct),
+            keypoint_error_box_pct_median=(
+                float(np.median(self._kp_box_pct)) if self._kp_box_pct else None
+            ),
             hands_3d=len(self._joint_errors),
             pa_mpjpe_mm=float(joints.mean()) if joints is not None else None,
             pa_mpvpe_mm=float(vertices.mean()) if vertices is not None else None,
@@ -290,6 +295,7 @@ def format_table(metrics: EvaluationMetrics) -> str:
         ("handedness accuracy", metrics.handedness_accuracy),
         ("2D keypoint error (px)", metrics.keypoint_error_px),
         ("2D keypoint error (% box)", metrics.keypoint_error_box_pct),
+        ("2D keypoint error (% box, median)", metrics.keypoint_error_box_pct_median),
         ("hands with 3D labels", metrics.hands_3d),
         ("PA-MPJPE (mm)", metrics.pa_mpjpe_mm),
         ("PA-MPVPE (mm)", metrics.pa_mpvpe_mm),

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import pytest
 import torch
 
-from smhr_core.decode import virtual_translation
 from smhr_core.hand_model import HandModel
-from smhr_core.open_hand import open_hand_directory
 from training import sample as S
 from training.config import LossWeights
 from training.joint_limits import left_limits, right_limits
@@ -18,14 +17,16 @@ from training.losses import (
     SMHRLoss,
     focal_loss,
     gather_cells,
-    project_virtual,
     side_loss,
 )
 from training.render import HandRenderer
 
 R = 64
+"""The input side of the conftest's `exact_scene` maps."""
 W = R // 4
 M = 2
+"""Hand slots per sample of the `exact_scene` batches."""
+SceneBuilder = Callable[..., tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]]
 
 
 def _logit(p: float) -> float:
@@ -85,88 +86,16 @@ def test_joint_limits_mirror() -> None:
 
 
 @pytest.fixture(scope="module")
-def hand_model() -> HandModel:
-    return HandModel.from_directory(open_hand_directory())
-
-
-@pytest.fixture(scope="module")
 def renderer(hand_model: HandModel) -> HandRenderer:
     return HandRenderer(
         R, torch.tensor(hand_model.faces(True)), torch.tensor(hand_model.faces(False))
     )
 
 
-def _params61(seed: int, beta_scale: float, depth: float = 2.2) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    p = torch.zeros(61)
-    p[0:3] = torch.tensor([0.0, 0.0, 3.0]) + 0.2 * torch.randn(3, generator=g)
-    p[3:48] = 0.1 * torch.rand(45, generator=g)  # inside every limit of either side
-    p[48:58] = beta_scale * torch.randn(10, generator=g)
-    p[58:61] = torch.tensor([0.0, 0.0, depth])
-    return p
-
-
-def _scene(
-    hand_model: HandModel,
-    cells: list[list[tuple[int, int]]],
-    rights: list[list[bool]],
-    seed: int = 0,
-    beta_scale: float = 0.5,
-) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """Network maps whose read-out at the labelled cells reproduces the labels exactly."""
-    b = len(cells)
-    g = torch.Generator().manual_seed(seed)
-    params = 0.3 * torch.randn(b, 122, W, W, generator=g)  # garbage everywhere else
-    batch = {
-        S.IND: torch.zeros(b, M, dtype=torch.int64),
-        S.VALID: torch.zeros(b, M),
-        S.IS_RIGHT: torch.zeros(b, M),
-        S.KEYPOINTS_PX: torch.zeros(b, M, 21, 2),
-        S.KEYPOINTS_VIS: torch.zeros(b, M, 21),
-        S.MANO_POSE: torch.zeros(b, M, 48),
-        S.MANO_BETAS: torch.zeros(b, M, 10),
-        S.HAS_MANO: torch.zeros(b, M),
-        S.JOINTS_3D: torch.zeros(b, M, 21, 3),
-        S.VERTICES_3D: torch.zeros(b, M, 778, 3),
-        S.HAS_3D: torch.zeros(b, M),
-        S.HM: torch.zeros(b, 1, W, W),
-        S.HANDMAP: torch.zeros(b, 2, W, W),
-        S.MASK: torch.zeros(b, 1, R, R),
-        S.HAS_MASK: torch.zeros(b),
-        S.IMAGE_RGB: torch.zeros(b, 3, R, R),
-    }
-    for i in range(b):
-        for slot, ((x, y), right) in enumerate(zip(cells[i], rights[i], strict=True)):
-            p = _params61(seed * 10 + i * 2 + slot, beta_scale)
-            offset = 61 if right else 0
-            params[i, offset : offset + 61, y, x] = p
-            t = virtual_translation(p[None, 58:61], torch.tensor([x]), torch.tensor([y]), R)
-            out = hand_model(p[None, 0:3], p[None, 3:48], p[None, 48:58], t, torch.tensor([right]))
-            batch[S.IND][i, slot] = y * W + x
-            batch[S.VALID][i, slot] = 1
-            batch[S.IS_RIGHT][i, slot] = float(right)
-            batch[S.KEYPOINTS_PX][i, slot] = project_virtual(out.joints[0], R)
-            batch[S.KEYPOINTS_VIS][i, slot] = 1
-            batch[S.MANO_POSE][i, slot] = p[0:48]
-            batch[S.MANO_BETAS][i, slot] = p[48:58]
-            batch[S.HAS_MANO][i, slot] = 1
-            batch[S.JOINTS_3D][i, slot] = out.joints[0]
-            batch[S.VERTICES_3D][i, slot] = out.vertices[0]
-            batch[S.HAS_3D][i, slot] = 1
-            batch[S.HM][i, 0, y, x] = 1
-            batch[S.HANDMAP][i, int(right), y, x] = 1
-    outputs = {
-        "hm": torch.where(batch[S.HM] > 0, _logit(0.9), _logit(0.01)),
-        "handmap": torch.where(batch[S.HANDMAP] > 0, _logit(0.9), _logit(0.01)),
-        "params": params.requires_grad_(),
-        "texture": torch.zeros(b, 2334, W, W),
-        "light": torch.zeros(b, 27, W, W),
-    }
-    return outputs, batch
-
-
-def test_exact_labels_give_zero_geometric_losses(hand_model: HandModel) -> None:
-    outputs, batch = _scene(hand_model, [[(5, 6), (10, 9)], [(8, 8)]], [[True, False], [False]])
+def test_exact_labels_give_zero_geometric_losses(
+    hand_model: HandModel, exact_scene: SceneBuilder
+) -> None:
+    outputs, batch = exact_scene([[(5, 6), (10, 9)], [(8, 8)]], [[True, False], [False]])
     loss, pred = SMHRLoss(LossWeights(), hand_model, R)(outputs, batch)
     for term in ("reprojection", "bone_direction", "joints_3d", "vertices_3d", "mano", "root_3d"):
         assert getattr(loss, term).item() == pytest.approx(0.0, abs=1e-6), term
@@ -186,16 +115,20 @@ def test_exact_labels_give_zero_geometric_losses(hand_model: HandModel) -> None:
     assert set(map(tuple, torch.nonzero(grad).tolist())) <= {(0, 6, 5), (0, 9, 10), (1, 8, 8)}
 
 
-def test_labelled_handedness_picks_the_parameter_set(hand_model: HandModel) -> None:
-    outputs, batch = _scene(hand_model, [[(7, 7)]], [[False]])
+def test_labelled_handedness_picks_the_parameter_set(
+    hand_model: HandModel, exact_scene: SceneBuilder
+) -> None:
+    outputs, batch = exact_scene([[(7, 7)]], [[False]])
     weights = LossWeights()
     assert SMHRLoss(weights, hand_model, R)(outputs, batch)[0].reprojection.item() < 1e-8
     batch[S.IS_RIGHT][0, 0] = 1  # now the (garbage) right set is read
     assert SMHRLoss(weights, hand_model, R)(outputs, batch)[0].reprojection.item() > 1.0
 
 
-def test_reprojection_and_bone_direction_by_hand(hand_model: HandModel) -> None:
-    outputs, batch = _scene(hand_model, [[(5, 6), (10, 9)]], [[True, True]])
+def test_reprojection_and_bone_direction_by_hand(
+    hand_model: HandModel, exact_scene: SceneBuilder
+) -> None:
+    outputs, batch = exact_scene([[(5, 6), (10, 9)]], [[True, True]])
     loss_fn = SMHRLoss(LossWeights(), hand_model, R)
     shifted = dict(batch)
     shifted[S.KEYPOINTS_PX] = batch[S.KEYPOINTS_PX] + torch.tensor([3.0, 4.0])
@@ -222,8 +155,10 @@ def test_reprojection_and_bone_direction_by_hand(hand_model: HandModel) -> None:
     assert loss_fn(outputs, hidden)[0].reprojection.item() == pytest.approx(0.0, abs=1e-6)
 
 
-def test_3d_losses_are_root_relative_and_scale_free(hand_model: HandModel) -> None:
-    outputs, batch = _scene(hand_model, [[(6, 6)]], [[True]])
+def test_3d_losses_are_root_relative_and_scale_free(
+    hand_model: HandModel, exact_scene: SceneBuilder
+) -> None:
+    outputs, batch = exact_scene([[(6, 6)]], [[True]])
     loss_fn = SMHRLoss(LossWeights(), hand_model, R)
     moved = dict(batch)
     root = batch[S.JOINTS_3D][:, :, :1]
@@ -239,8 +174,10 @@ def test_3d_losses_are_root_relative_and_scale_free(hand_model: HandModel) -> No
     assert loss_fn(outputs, moved)[0].joints_3d.item() == 0.0
 
 
-def test_root_3d_is_the_absolute_wrist_error_in_metres(hand_model: HandModel) -> None:
-    outputs, batch = _scene(hand_model, [[(6, 6)]], [[True]])
+def test_root_3d_is_the_absolute_wrist_error_in_metres(
+    hand_model: HandModel, exact_scene: SceneBuilder
+) -> None:
+    outputs, batch = exact_scene([[(6, 6)]], [[True]])
     moved = dict(batch)
     moved[S.JOINTS_3D] = batch[S.JOINTS_3D] + torch.tensor([0.03, 0.0, 0.3])
     loss = SMHRLoss(LossWeights(root_3d=10.0), hand_model, R)(outputs, moved)[0]
@@ -250,8 +187,8 @@ def test_root_3d_is_the_absolute_wrist_error_in_metres(hand_model: HandModel) ->
     assert unweighted.total.item() < loss.total.item() - 1.0
 
 
-def test_prior_hinge_by_hand(hand_model: HandModel) -> None:
-    outputs, batch = _scene(hand_model, [[(6, 6)], [(9, 9)]], [[True], [False]])
+def test_prior_hinge_by_hand(hand_model: HandModel, exact_scene: SceneBuilder) -> None:
+    outputs, batch = exact_scene([[(6, 6)], [(9, 9)]], [[True], [False]])
     params = outputs["params"].detach().clone()
     # Right hand: index1 twist (x) 0.5 against +0.3; left hand: index1 flexion (z) +1.0 against
     # the mirrored upper bound +0.4. Betas zeroed, other pose values inside the limits.
@@ -266,8 +203,8 @@ def test_prior_hinge_by_hand(hand_model: HandModel) -> None:
     assert loss.prior.item() == pytest.approx((0.2 / 45 + 0.6 / 45) / 2, rel=1e-5)
 
 
-def test_focal_terms_in_the_breakdown(hand_model: HandModel) -> None:
-    outputs, batch = _scene(hand_model, [[(6, 6)]], [[True]])
+def test_focal_terms_in_the_breakdown(hand_model: HandModel, exact_scene: SceneBuilder) -> None:
+    outputs, batch = exact_scene([[(6, 6)]], [[True]])
     loss = SMHRLoss(LossWeights(), hand_model, R)(outputs, batch)[0]
     assert loss.hm.item() == pytest.approx(focal_loss(outputs["hm"], batch[S.HM]).item())
     expected = focal_loss(outputs["handmap"], batch[S.HANDMAP]).item()
@@ -280,10 +217,11 @@ def test_focal_terms_in_the_breakdown(hand_model: HandModel) -> None:
     assert loss.total.item() == pytest.approx(weighted, rel=1e-5)
 
 
-def test_photometric_mask_and_worst_fraction(hand_model: HandModel, renderer: HandRenderer) -> None:
+def test_photometric_mask_and_worst_fraction(
+    hand_model: HandModel, renderer: HandRenderer, exact_scene: SceneBuilder
+) -> None:
     # Zero betas: the prior is 0, so the photometric and mask terms order the samples.
-    outputs, batch = _scene(
-        hand_model,
+    outputs, batch = exact_scene(
         [[(8, 8)], [(7, 8)], [(8, 7)], [(9, 9)]],
         [[True], [False], [True], [True]],
         beta_scale=0.0,
@@ -347,8 +285,10 @@ def test_side_loss_is_the_cross_entropy_of_right_minus_left_at_the_centres() -> 
     )
 
 
-def test_side_term_is_off_by_default_and_averages_the_valid_hands(hand_model: HandModel) -> None:
-    outputs, batch = _scene(hand_model, [[(5, 6), (10, 9)], [(8, 8)]], [[True, False], [False]])
+def test_side_term_is_off_by_default_and_averages_the_valid_hands(
+    hand_model: HandModel, exact_scene: SceneBuilder
+) -> None:
+    outputs, batch = exact_scene([[(5, 6), (10, 9)], [(8, 8)]], [[True, False], [False]])
     # The scene's handmap puts p = 0.9 on the labelled side and 0.01 on the other at each centre.
     per_hand = math.log1p(math.exp(-(_logit(0.9) - _logit(0.01))))
     loss = SMHRLoss(LossWeights(side=50.0), hand_model, R)(outputs, batch)[0]

@@ -159,8 +159,25 @@ def test_accumulator_detection_handedness_and_keypoint_error() -> None:
     assert m.handedness_accuracy == 0.0
     assert m.keypoint_error_px == pytest.approx(5.0)
     assert m.keypoint_error_box_pct == pytest.approx(100 * 5 / 40)
+    assert m.keypoint_error_box_pct_median == pytest.approx(100 * 5 / 40)
     assert m.pa_mpjpe_mm is None and m.hands_3d == 0
     assert "detection precision" in format_table(m)
+
+
+def test_box_error_median_is_over_hands_and_differs_from_the_mean() -> None:
+    acc = MetricAccumulator()
+    truth = [_true((100, 100), 40, True), _true((200, 100), 40, True), _true((300, 100), 40, True)]
+    offsets = [1.0, 2.0, 12.0]  # px everywhere: 2.5 %, 5 %, 30 % of the 40 px box
+    preds = [
+        _pred(tuple(t.centre_px()), True, t.keypoints_px + np.array([off, 0.0]))
+        for t, off in zip(truth, offsets, strict=True)
+    ]
+    acc.add_image(preds, truth)
+    m = acc.summary()
+    assert m.keypoint_error_box_pct_median == pytest.approx(5.0)
+    assert m.keypoint_error_box_pct == pytest.approx((2.5 + 5.0 + 30.0) / 3)
+    assert "2D keypoint error (% box, median)" in format_table(m)
+    assert MetricAccumulator().summary().keypoint_error_box_pct_median is None
 
 
 def test_accumulator_3d_metrics(cloud: np.ndarray) -> None:
