@@ -18,7 +18,6 @@ MANO labels of FreiHAND (and the reference's FreiHAND pickles) are relative to M
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -61,8 +60,12 @@ def _hands_mean(data: DataConfig) -> np.ndarray | None:
     return mano_hands_mean(data.hand_model) if _official_mano(data) is not None else None
 
 
-def _scene_config(resolution: int, max_hands: int) -> SceneConfig:
-    return SceneConfig(resolution=resolution, max_hands=min(max_hands, MAX_GENERATED_HANDS))
+def _scene_config(resolution: int, max_hands: int, supersampling: int) -> SceneConfig:
+    return SceneConfig(
+        resolution=resolution,
+        max_hands=min(max_hands, MAX_GENERATED_HANDS),
+        supersampling=supersampling,
+    )
 
 
 def _freihand(data: DataConfig, resolution: int, split: str, train: bool) -> FreiHAND:
@@ -85,7 +88,7 @@ def build_dataset(data: DataConfig, resolution: int, train: bool = True) -> Data
         return SyntheticScenes(
             data.synthetic_count,
             base_seed=data.synthetic_seed,
-            config=_scene_config(resolution, data.max_hands),
+            config=_scene_config(resolution, data.max_hands, data.synthetic_supersampling),
             hand_model=_hand_model(data.hand_model),
             max_hands=data.max_hands,
         )
@@ -169,9 +172,7 @@ def write_synthetic_scenes(
         out,
         count,
         base_seed=seed,
-        config=dataclasses.replace(
-            _scene_config(resolution, max_hands), supersampling=supersampling
-        ),
+        config=_scene_config(resolution, max_hands, supersampling),
         hand_model=_hand_model(hand_model_dir),
     )
     return count

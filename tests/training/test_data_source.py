@@ -52,6 +52,20 @@ def test_synthetic() -> None:
     assert sample[S.VALID].sum() >= 1 and sample[S.HAS_3D].sum() >= 1
 
 
+def test_synthetic_supersampling_renders_like_the_scene_writer(tmp_path: Path) -> None:
+    write_synthetic_scenes(
+        tmp_path / "s1", count=1, seed=4, resolution=R, max_hands=2, supersampling=1
+    )
+    written = build_dataset(_data(dataset="scenes", root=str(tmp_path / "s1")), R)[0]
+    fast = build_dataset(_data(synthetic_count=1, synthetic_seed=4, synthetic_supersampling=1), R)
+    smooth = build_dataset(_data(synthetic_count=1, synthetic_seed=4), R)[0]
+    assert (fast[0][S.IMAGE_RGB] - written[S.IMAGE_RGB]).abs().max() < 1 / 255 + 1e-6
+    assert (fast[0][S.IMAGE_RGB] - smooth[S.IMAGE_RGB]).abs().max() > 0.05  # other edges
+    assert fast[0][S.KEYPOINTS_PX].tolist() == smooth[S.KEYPOINTS_PX].tolist()  # same hands
+    with pytest.raises(ValueError, match=r"data\.synthetic_supersampling.*>= 1"):
+        _data(synthetic_supersampling=0)
+
+
 def test_scene_folder(tmp_path: Path) -> None:
     assert write_synthetic_scenes(tmp_path / "s", count=2, seed=9, resolution=R, max_hands=2) == 2
     dataset = build_dataset(_data(dataset="scenes", root=str(tmp_path / "s")), R, train=False)
