@@ -21,14 +21,15 @@ RESOLUTION = 320
 START_TIMEOUT_S = 240.0
 REPLY_TIMEOUT_S = 120.0
 
-# Bounds below what the shipped model measured on these scenes through the node (recall 0.91,
-# precision 0.91, 2D error 0.225 of the box, wrist-relative joints 0.058 m; handedness 7/21, not
-# bounded): they catch a broken pipeline (camera mapping, decoding, message conversion). They
-# are NOT issue 6's quality targets (2D error <= 4 %, handedness >= 0.95), which the CPU-trained
-# model does not reach yet.
-MIN_RECALL = 0.8
-MIN_PRECISION = 0.8
-MAX_MEDIAN_2D_ERROR = 0.3
+# Bounds below what the shipped model measured on these scenes through the node (recall 0.96,
+# precision 0.96, 2D error 0.288 of the box, wrist-relative joints 0.059 m; handedness 8/22, not
+# bounded; the previous default measured 0.91, 0.91, 0.225, 0.058 m): they catch a broken
+# pipeline (camera mapping, decoding, message conversion), which puts hands a box or more away.
+# They are NOT issue 6's quality targets (2D error <= 4 %, handedness >= 0.95), which the
+# CPU-trained model does not reach yet.
+MIN_RECALL = 0.85
+MIN_PRECISION = 0.85
+MAX_MEDIAN_2D_ERROR = 0.35
 """Median keypoint error as a fraction of the hand's box (longer side)."""
 MAX_MEDIAN_JOINT_ERROR_M = 0.1
 """Median wrist-relative 3D joint error, metres."""
