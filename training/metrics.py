@@ -189,6 +189,10 @@ class EvaluationMetrics:
     precision: float | None
     recall: float | None
     handedness_accuracy: float | None
+    handedness_accuracy_right: float | None
+    """Over the matched hands that are truly right."""
+    handedness_accuracy_left: float | None
+    """Over the matched hands that are truly left."""
     keypoint_error_px: float | None
     """Mean 2D error over labelled keypoints of matched hands, input pixels."""
     keypoint_error_box_pct: float | None
@@ -223,6 +227,10 @@ class MetricAccumulator:
         self._predicted = 0
         self._matched = 0
         self._handedness_correct = 0
+        # Matched hands and correct sides per true side (right, left): a network that calls
+        # every hand one side scores about 0.5 overall but 1 and 0 here.
+        self._side_matched = {True: 0, False: 0}
+        self._side_correct = {True: 0, False: 0}
         self._kp_errors_px: list[np.ndarray] = []
         self._kp_box_pct: list[float] = []
         self._joint_errors: list[np.ndarray] = []
@@ -239,6 +247,8 @@ class MetricAccumulator:
             pred, true = predicted[p_idx], truth[t_idx]
             self._matched += 1
             self._handedness_correct += int(pred.is_right == true.is_right)
+            self._side_matched[true.is_right] += 1
+            self._side_correct[true.is_right] += int(pred.is_right == true.is_right)
             vis = np.asarray(true.keypoints_vis) > 0
             if vis.any():
                 err = np.linalg.norm(pred.keypoints_px[vis] - true.keypoints_px[vis], axis=1)
@@ -250,6 +260,10 @@ class MetricAccumulator:
                 aligned_v = procrustes_align(pred.vertices_m, true.vertices_m)
                 for th in F_SCORE_THRESHOLDS_MM:
                     self._f_scores[th].append(f_score(aligned_v, true.vertices_m, th).f)
+
+    def _side_accuracy(self, is_right: bool) -> float | None:
+        matched = self._side_matched[is_right]
+        return self._side_correct[is_right] / matched if matched else None
 
     def summary(self) -> EvaluationMetrics:
         """Metrics over every image added so far."""
@@ -267,6 +281,8 @@ class MetricAccumulator:
             handedness_accuracy=(
                 self._handedness_correct / self._matched if self._matched else None
             ),
+            handedness_accuracy_right=self._side_accuracy(True),
+            handedness_accuracy_left=self._side_accuracy(False),
             keypoint_error_px=float(kp.mean()) if kp is not None and kp.size else None,
             keypoint_error_box_pct=_mean_or_none(self._kp_box_pct),
             keypoint_error_box_pct_median=(
@@ -293,6 +309,8 @@ def format_table(metrics: EvaluationMetrics) -> str:
         ("detection precision", metrics.precision),
         ("detection recall", metrics.recall),
         ("handedness accuracy", metrics.handedness_accuracy),
+        ("handedness accuracy, right hands", metrics.handedness_accuracy_right),
+        ("handedness accuracy, left hands", metrics.handedness_accuracy_left),
         ("2D keypoint error (px)", metrics.keypoint_error_px),
         ("2D keypoint error (% box)", metrics.keypoint_error_box_pct),
         ("2D keypoint error (% box, median)", metrics.keypoint_error_box_pct_median),

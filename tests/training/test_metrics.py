@@ -157,11 +157,24 @@ def test_accumulator_detection_handedness_and_keypoint_error() -> None:
     assert m.precision == 0.5
     assert m.recall == pytest.approx(1 / 3)
     assert m.handedness_accuracy == 0.0
+    assert m.handedness_accuracy_right == 0.0 and m.handedness_accuracy_left is None
     assert m.keypoint_error_px == pytest.approx(5.0)
     assert m.keypoint_error_box_pct == pytest.approx(100 * 5 / 40)
     assert m.keypoint_error_box_pct_median == pytest.approx(100 * 5 / 40)
     assert m.pa_mpjpe_mm is None and m.hands_3d == 0
     assert "detection precision" in format_table(m)
+
+
+def test_handedness_per_true_side_exposes_a_one_sided_network() -> None:
+    acc = MetricAccumulator()
+    truth = [_true((100, 100), 40, True), _true((200, 100), 40, False)]
+    # Everything called right: half right overall, all of the right hands, none of the left.
+    acc.add_image([_pred(tuple(t.centre_px()), True, t.keypoints_px) for t in truth], truth)
+    acc.add_image([_pred((100, 100), True, truth[0].keypoints_px)], truth[:1])
+    m = acc.summary()
+    assert m.handedness_accuracy == pytest.approx(2 / 3)
+    assert (m.handedness_accuracy_right, m.handedness_accuracy_left) == (1.0, 0.0)
+    assert "handedness accuracy, left hands" in format_table(m)
 
 
 def test_box_error_median_is_over_hands_and_differs_from_the_mean() -> None:
