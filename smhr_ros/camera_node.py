@@ -24,7 +24,6 @@ import cv2
 import numpy as np
 import rclpy
 from rclpy.duration import Duration
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
@@ -33,6 +32,7 @@ from std_msgs.msg import Header
 from smhr_core.config import ConfigError
 from smhr_ros.frame_sources import DEMO_SOURCE, FrameReadError, SourceError, open_source
 from smhr_ros.node_parameters import ParameterSpec, declare_parameters
+from smhr_ros.spinning import spin_until
 
 NODE_NAME = "camera_node"
 ENCODINGS = ("bgr8", "rgb8", "mono8")
@@ -266,11 +266,8 @@ def main(args: Sequence[str] | None = None) -> int:
         rclpy.try_shutdown()
         return 1
     try:
-        while rclpy.ok() and not node.finished:
-            rclpy.spin_once(node, timeout_sec=0.1)
-        node.flush()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        if spin_until(node, lambda: node.finished):
+            node.flush()
     finally:
         node.destroy_node()
         rclpy.try_shutdown()

@@ -57,7 +57,6 @@ from rclpy.exceptions import (
     InvalidParameterValueException,
     ParameterException,
 )
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -88,6 +87,7 @@ from smhr_ros.node_config import (
     sibling_topic,
 )
 from smhr_ros.smoothing import HandSmoother
+from smhr_ros.spinning import spin_until
 from smhr_ros.tracking import HandTracker
 
 NODE_NAME = "hands_node"
@@ -555,9 +555,7 @@ def main(args: Sequence[str] | None = None) -> int:
         rclpy.try_shutdown()
         return 1
     try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        spin_until(node)
     finally:
         node.destroy_node()
         rclpy.try_shutdown()

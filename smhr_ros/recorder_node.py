@@ -32,7 +32,6 @@ from typing import Any
 import cv2
 import numpy as np
 import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from rclpy.time import Time
@@ -43,6 +42,7 @@ from smhr_ros.image_conversion import ImageConversionError, image_to_bgr
 from smhr_ros.msg import Hand as HandMsg
 from smhr_ros.msg import HandArray
 from smhr_ros.node_parameters import ParameterSpec, declare_parameters
+from smhr_ros.spinning import spin_until
 
 NODE_NAME = "recorder_node"
 SUMMARY_FILE = "summary.json"
@@ -356,11 +356,7 @@ def main(args: Sequence[str] | None = None) -> int:
         rclpy.logging.get_logger(NODE_NAME).error(f"cannot start: {_one_line(error)}")
         rclpy.try_shutdown()
         return 1
-    try:
-        while rclpy.ok() and not node.check_stop():
-            rclpy.spin_once(node, timeout_sec=0.05)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+    spin_until(node, node.check_stop, poll_s=0.05)
     path = node.write_summary()
     totals = node.summary()["totals"]
     latency = totals["latency_ms"]

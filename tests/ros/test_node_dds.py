@@ -313,4 +313,4 @@ def test_non_finite_network_output_is_dropped_and_counted(ros, non_finite_checkp
         "camera cam", "errors.non_finite_output", lambda v: int(v) == 4, REPLY_TIMEOUT_S
     )
     code, err = stop(node)
-    assert code == 0 and err.count("[non_finite_output: logged once") == 1
+    assert code == 0 and err.count("[non_finite_output: logged once") == 1, err
