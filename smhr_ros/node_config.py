@@ -18,16 +18,12 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
-from rcl_interfaces.msg import (
-    FloatingPointRange,
-    IntegerRange,
-    ParameterDescriptor,
-    ParameterType,
-)
+from rcl_interfaces.msg import ParameterDescriptor, ParameterType
 from rclpy.exceptions import InvalidTopicNameException
 from rclpy.validate_topic_name import validate_topic_name
 
 from smhr_core.config import DECODE_MODES, ConfigError, DecodeConfig
+from smhr_ros.node_parameters import build_descriptor
 
 IMAGE_TRANSPORTS = ("raw", "compressed")
 IMAGE_QOS_PROFILES = ("sensor_data", "reliable")
@@ -505,23 +501,15 @@ def parameter_descriptors() -> dict[str, ParameterDescriptor]:
     descriptors = {}
     for f in fields(NodeConfig):
         meta = f.metadata
-        descriptor = ParameterDescriptor(
-            name=f.name,
-            type=_ROS_TYPES[str(f.type)],
-            description=meta["description"],
+        descriptors[f.name] = build_descriptor(
+            f.name,
+            meta["description"],
             read_only=meta["read_only"],
+            integer=str(f.type) == "int",
+            value_range=meta["range"],
+            choices=meta["choices"],
+            parameter_type=_ROS_TYPES[str(f.type)],
         )
-        if meta["choices"] is not None:
-            descriptor.additional_constraints = "one of: " + ", ".join(meta["choices"])
-        if meta["range"] is not None:
-            low, high = meta["range"]
-            if str(f.type) == "int":
-                descriptor.integer_range = [IntegerRange(from_value=low, to_value=high, step=0)]
-            else:
-                descriptor.floating_point_range = [
-                    FloatingPointRange(from_value=float(low), to_value=float(high), step=0.0)
-                ]
-        descriptors[f.name] = descriptor
     return descriptors
 
 

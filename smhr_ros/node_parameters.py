@@ -1,6 +1,7 @@
 """Declare a node's ROS parameters from a table of typed, described specs, and check them.
 
-Used by camera_node and recorder_node: every parameter gets a description, its type, its range
+Used by camera_node and recorder_node (hands_node builds its descriptors with the same
+`build_descriptor`): every parameter gets a description, its type, its range
 or allowed values, and is read-only (these nodes read their settings once, at start). Values
 that break a spec, and overrides that name no declared parameter, raise `ConfigError` naming the
 parameter and what is allowed, so `main()` can print one line and exit non-zero.
@@ -13,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.node import Node
 
@@ -45,22 +46,44 @@ class ParameterSpec:
 
     def descriptor(self) -> ParameterDescriptor:
         """The ROS descriptor: description, range or choices, read-only."""
-        descriptor = ParameterDescriptor(
-            name=self.name, description=self.description, read_only=True
+        return build_descriptor(
+            self.name,
+            self.description,
+            read_only=True,
+            integer=isinstance(self.default, int),
+            value_range=self.range,
+            choices=self.choices,
         )
-        if self.choices is not None:
-            descriptor.additional_constraints = "one of: " + ", ".join(self.choices)
-        if self.range is not None:
-            low, high = self.range
-            if isinstance(self.default, int):
-                descriptor.integer_range = [
-                    IntegerRange(from_value=int(low), to_value=int(high), step=0)
-                ]
-            else:
-                descriptor.floating_point_range = [
-                    FloatingPointRange(from_value=float(low), to_value=float(high), step=0.0)
-                ]
-        return descriptor
+
+
+def build_descriptor(
+    name: str,
+    description: str,
+    *,
+    read_only: bool,
+    integer: bool,
+    value_range: tuple[float, float] | None,
+    choices: tuple[str, ...] | None,
+    parameter_type: int = ParameterType.PARAMETER_NOT_SET,
+) -> ParameterDescriptor:
+    """A `ParameterDescriptor` with an inclusive integer or floating-point range (`integer`
+    picks which) or a list of allowed strings, so `ros2 param describe` shows what is allowed."""
+    descriptor = ParameterDescriptor(
+        name=name, type=parameter_type, description=description, read_only=read_only
+    )
+    if choices is not None:
+        descriptor.additional_constraints = "one of: " + ", ".join(choices)
+    if value_range is not None:
+        low, high = value_range
+        if integer:
+            descriptor.integer_range = [
+                IntegerRange(from_value=int(low), to_value=int(high), step=0)
+            ]
+        else:
+            descriptor.floating_point_range = [
+                FloatingPointRange(from_value=float(low), to_value=float(high), step=0.0)
+            ]
+    return descriptor
 
 
 def _check(spec: ParameterSpec, value: Any) -> None:
