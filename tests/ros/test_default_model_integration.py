@@ -21,14 +21,16 @@ RESOLUTION = 320
 START_TIMEOUT_S = 240.0
 REPLY_TIMEOUT_S = 120.0
 
-# Bounds below what the shipped model (v6) measured on these scenes through the node (recall
-# 1.00, precision 1.00, 2D error 0.236 of the box, wrist-relative joints 0.056 m; handedness
-# 15/23, not bounded; v5 measured 1.00, 1.00, 0.264, 0.067 m, v4 0.96, 0.96, 0.288, 0.059 m):
+# Bounds below what the shipped model (v7) measured on these scenes through the node (recall
+# 1.00, precision 1.00, 2D error 0.187 of the box, wrist-relative joints 0.053 m, handedness
+# 18/23; v6 measured 1.00, 1.00, 0.236, 0.056 m, 15/23; v5 1.00, 1.00, 0.264, 0.067 m, 12/23):
 # they catch a broken pipeline (camera mapping, decoding, message conversion), which puts hands
-# a box or more away. They are NOT issue 6's quality targets (2D error <= 4 %, handedness
-# >= 0.95), which the CPU-trained model does not reach yet.
+# a box or more away or swaps left and right (5/23). They are NOT issue 6's quality targets (2D
+# error <= 4 %, handedness >= 0.95), which the CPU-trained model does not reach yet.
 MIN_RECALL = 0.85
 MIN_PRECISION = 0.85
+MIN_HANDEDNESS = 0.6
+"""Fraction of matched hands whose reported side is the scene's."""
 MAX_MEDIAN_2D_ERROR = 0.35
 """Median keypoint error as a fraction of the hand's box (longer side)."""
 MAX_MEDIAN_JOINT_ERROR_M = 0.1
@@ -123,5 +125,6 @@ def test_shipped_model_finds_the_scene_hands_through_the_node(ros, scenes) -> No
     print(summary)
     assert recall >= MIN_RECALL, summary
     assert precision >= MIN_PRECISION, summary
+    assert sides_right >= MIN_HANDEDNESS * matched, summary
     assert np.median(errors_2d) <= MAX_MEDIAN_2D_ERROR, summary
     assert np.median(errors_3d) <= MAX_MEDIAN_JOINT_ERROR_M, summary
