@@ -8,12 +8,13 @@ run is a single process. Backend: nccl on CUDA, gloo on the CPU (unless configur
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import Dataset, DistributedSampler, RandomSampler, Sampler
+from torch.utils.data import Dataset, DistributedSampler, Sampler
 
 from smhr_core.config import ConfigError
 from training.config import DistributedConfig
@@ -99,10 +100,35 @@ def unwrap_model(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
+class EpochShuffleSampler(Sampler[int]):
+    """Every index once per epoch, in an order fixed by `seed` and the epoch alone.
+
+    The order does not depend on how many epochs this process has iterated, so a run resumed
+    at epoch k draws what an uninterrupted run draws at epoch k (a generator seeded once would
+    replay the first epochs' samples after a resume).
+    """
+
+    def __init__(self, dataset: Dataset, seed: int) -> None:
+        self.length = len(dataset)
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the order of epoch `epoch` (0-based)."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return iter(torch.randperm(self.length, generator=generator).tolist())
+
+
 def make_sampler(
     dataset: Dataset, ctx: DistributedContext, shuffle: bool, seed: int
 ) -> Sampler | None:
-    """A DistributedSampler when distributed, a seeded RandomSampler when shuffling, else None.
+    """A DistributedSampler when distributed, an `EpochShuffleSampler` when shuffling, else None.
 
     Call `set_epoch(epoch)` on the sampler (see `set_sampler_epoch`) so each epoch reshuffles.
     """
@@ -116,12 +142,13 @@ def make_sampler(
             drop_last=True,
         )
     if shuffle:
-        return RandomSampler(dataset, generator=torch.Generator().manual_seed(seed))
+        return EpochShuffleSampler(dataset, seed)
     return None
 
 
 def set_sampler_epoch(sampler: Sampler | None, epoch: int) -> None:
-    if isinstance(sampler, DistributedSampler):
+    """Give the sampler its epoch (0-based) so its order depends on it."""
+    if isinstance(sampler, (DistributedSampler, EpochShuffleSampler)):
         sampler.set_epoch(epoch)
 
 

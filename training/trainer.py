@@ -2,10 +2,11 @@
 
 Stage 1 trains without the photometric and mask losses, stage 2 with them
 (`stage.photometric`, from `stage.photometric_start_epoch`). Adam with a step schedule, AMP on
-CUDA only, optional gradient clipping, resume (model, optimizer, epoch, step), checkpoints every
-`checkpoint_every` epochs through `smhr_core.checkpoint.save_checkpoint` with our metadata,
-tqdm progress bars and TensorBoard scalars and image grids on rank 0. Under torchrun it runs
-DistributedDataParallel (see `training.distributed`).
+CUDA only, optional gradient clipping, resume (model, optimizer, epoch, step; the data order
+depends on the seed and the epoch only, so a resumed run draws what an uninterrupted one would),
+checkpoints every `checkpoint_every` epochs through `smhr_core.checkpoint.save_checkpoint` with
+our metadata, tqdm progress bars and TensorBoard scalars and image grids on rank 0. Under torchrun
+it runs DistributedDataParallel (see `training.distributed`).
 """
 
 from __future__ import annotations
@@ -295,9 +296,8 @@ class Trainer:
             dynamic_ncols=True,
             leave=False,
         )
-        for batch in self.loader:
-            if steps >= total_steps:
-                break
+        # islice: a loop that breaks at the step limit would first fetch (render) one more batch.
+        for batch in itertools.islice(self.loader, total_steps):
             loss, pred, outputs = self.train_step(batch, photometric)
             values = torch.stack([loss.total.detach()] + [getattr(loss, t).detach() for t in TERMS])
             values = all_reduce_mean(values, self.ctx).double().cpu()

@@ -157,6 +157,53 @@ def test_resume_continues_from_the_checkpoint(run: Run, tmp_path: Path) -> None:
     assert load_checkpoint(tmp_path / LAST_CHECKPOINT).report.epoch == 4
 
 
+class _RecordingScenes(torch.utils.data.Dataset):
+    """Forty indices over the run's four samples; remembers which indices were drawn."""
+
+    def __init__(self, samples: list) -> None:
+        self.samples = samples
+        self.drawn: list[int] = []
+
+    def __len__(self) -> int:
+        return 40
+
+    def __getitem__(self, index: int) -> dict:
+        self.drawn.append(index)
+        return self.samples[index % len(self.samples)]
+
+
+def test_a_resumed_run_draws_what_an_uninterrupted_run_draws(tmp_path: Path) -> None:
+    config = load_training_config(None, [*SETTINGS, f"output_dir={tmp_path}"])
+    dataset = build_dataset(config.data, config.model.input_resolution)
+    samples = [dataset[i] for i in range(len(dataset))]
+
+    def trainer(output: Path, *extra: str) -> tuple[Trainer, _RecordingScenes]:
+        settings = [
+            *SETTINGS,
+            f"output_dir={output}",
+            "optim.epochs=3",
+            "optim.max_steps_per_epoch=1",
+            "optim.bn_recalibration_batches=0",
+            "checkpoint_every=1",
+            "log.tensorboard=false",
+            "log.images_every=0",
+            *extra,
+        ]
+        scenes = _RecordingScenes(samples)
+        return Trainer(load_training_config(None, settings), dataset=scenes), scenes
+
+    whole, whole_scenes = trainer(tmp_path / "whole")
+    whole.fit()
+    per_epoch = [whole_scenes.drawn[i : i + 2] for i in range(0, 6, 2)]
+    assert len(whole_scenes.drawn) == 6 and per_epoch[0] != per_epoch[2]
+    resumed, resumed_scenes = trainer(
+        tmp_path / "resumed", f"resume={tmp_path / 'whole' / 'epoch_0002.pth'}"
+    )
+    resumed.fit()
+    # A sampler seeded once per process would replay epoch 1's scenes here.
+    assert resumed_scenes.drawn == per_epoch[2]
+
+
 def test_cli_train_synth_and_evaluate(run: Run, tmp_path: Path, capsys) -> None:
     out = tmp_path / "cli_run"
     settings = [s for s in SETTINGS if not s.startswith(("optim.epochs", "stage.", "log."))]
