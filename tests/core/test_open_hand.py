@@ -42,12 +42,19 @@ def test_shipped_files_equal_a_fresh_build(right, left, tmp_path):
     write_open_hand_model(tmp_path)
     for side, fresh in (("RIGHT", right), ("LEFT", left)):
         shipped = load_mano_pickle(open_hand_directory() / f"MANO_{side}.pkl")
-        assert sorted(shipped) == sorted(fresh)
+        rewritten = load_mano_pickle(tmp_path / f"MANO_{side}.pkl")
+        assert sorted(shipped) == sorted(fresh) == sorted(rewritten)
         for key, value in fresh.items():
             assert shipped[key].dtype == value.dtype, key
-            np.testing.assert_array_equal(shipped[key], value, err_msg=key)
-        rewritten = (tmp_path / f"MANO_{side}.pkl").read_bytes()
-        assert rewritten == (open_hand_directory() / f"MANO_{side}.pkl").read_bytes()
+            np.testing.assert_array_equal(rewritten[key], value, err_msg=key)
+            if np.issubdtype(value.dtype, np.integer):
+                np.testing.assert_array_equal(shipped[key], value, err_msg=key)
+            else:
+                # Not bit for bit: numpy's vectorised maths differs in the last bit on CPUs with
+                # AVX-512, and shapedirs, central differences of the build, amplify that to
+                # 2e-13 m (measured; with NPY_DISABLE_CPU_FEATURES="AVX512_SPR AVX512_ICL X86_V4"
+                # the same machine rebuilds the shipped files bit for bit). A nanometre is not.
+                np.testing.assert_allclose(shipped[key], value, rtol=1e-6, atol=1e-9, err_msg=key)
     assert (open_hand_directory() / "README.md").is_file()
 
 
