@@ -15,8 +15,10 @@ removes most of the error is the part to work on.
 
 Alongside: the handedness read at the labelled centres (the `handmap` logits, right minus left),
 whether the predicted hand shows the camera the same side (palm or back) as the labelled one, the
-in-plane direction error of the wrist -> middle-knuckle bone (degrees), and the wrist's 2D error
-(percent of the box) and depth error (percent of the labelled depth).
+in-plane direction error of the wrist -> middle-knuckle bone (degrees), the 3D orientation error
+(the angle of the rotation between predicted and labelled global orientation, and the angle
+between the predicted and labelled palm normals, degrees), and the wrist's 2D error (percent of
+the box) and depth error (percent of the labelled depth).
 
 Only hands with both 3D and MANO labels take part (synthetic scenes have both).
 """
@@ -30,6 +32,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from smhr_core.hand_model import HandModel
+from smhr_core.rotations import axis_angle_to_matrix
 from training import sample as S
 from training.losses import gather_cells, params_at_centres, project_virtual
 
@@ -74,6 +77,12 @@ class ErrorBreakdown:
     in_plane_error_deg: float
     """Median angle between the predicted and labelled wrist -> middle-knuckle bone in the
     image, degrees."""
+    orientation_error_deg: float
+    """Median angle of the rotation taking the predicted global orientation to the labelled one,
+    degrees."""
+    palm_normal_error_deg: float
+    """Median angle between the predicted and labelled palm normals in 3D, degrees (the palm's
+    tilt towards or away from the camera as well as its in-plane turn)."""
     wrist_error_box_pct: float
     """Mean 2D error of the wrist, percent of the box."""
     wrist_depth_error_pct: float
@@ -95,6 +104,8 @@ class ErrorBreakdown:
             f"side accuracy at the centres         {self.side_accuracy:7.3f}",
             f"palm/back facing accuracy            {self.facing_accuracy:7.3f}",
             f"in-plane direction error (deg, med.) {self.in_plane_error_deg:7.1f}",
+            f"3D orientation error (deg, med.)     {self.orientation_error_deg:7.1f}",
+            f"palm normal error (deg, med.)        {self.palm_normal_error_deg:7.1f}",
             f"wrist 2D error (% box)               {self.wrist_error_box_pct:7.1f}",
             f"wrist depth error (% depth)          {self.wrist_depth_error_pct:7.1f}",
         ]
@@ -115,6 +126,10 @@ def _image_direction(keypoints_px: torch.Tensor) -> torch.Tensor:
     return bone / bone.norm(dim=-1, keepdim=True).clamp(min=1e-12)
 
 
+def _angle_deg(cosine: torch.Tensor) -> torch.Tensor:
+    return torch.rad2deg(torch.acos(cosine.clamp(-1.0, 1.0)))
+
+
 def hand_errors(
     outputs: dict[str, torch.Tensor],
     batch: dict[str, torch.Tensor],
@@ -124,8 +139,8 @@ def hand_errors(
     """Per-hand values (1-D, one entry per read hand) of one batch of network maps.
 
     Keys: every name of `VARIANTS` (2D error, percent of the box), `side_correct`,
-    `facing_correct` (0/1), `in_plane_error_deg`, `wrist_error_box_pct`,
-    `wrist_depth_error_pct`.
+    `facing_correct` (0/1), `in_plane_error_deg`, `orientation_error_deg`,
+    `palm_normal_error_deg`, `wrist_error_box_pct`, `wrist_depth_error_pct`.
     """
     hand, translation = params_at_centres(outputs, batch, resolution)
     read = ((batch[S.VALID] * batch[S.HAS_3D] * batch[S.HAS_MANO]) > 0.5).reshape(-1)
@@ -164,13 +179,19 @@ def hand_errors(
     }
     handmap = gather_cells(outputs["handmap"].float(), batch[S.IND]).reshape(-1, 2)[read]
     values["side_correct"] = ((handmap[:, 1] > handmap[:, 0]) == is_right).float()
-    facing_pred = _palm_normal(predicted, is_right)[:, 2] > 0
-    facing_true = _palm_normal(true_joints, is_right)[:, 2] > 0
+    normal_pred = _palm_normal(predicted, is_right)
+    normal_true = _palm_normal(true_joints, is_right)
+    facing_pred = normal_pred[:, 2] > 0
+    facing_true = normal_true[:, 2] > 0
+    values["palm_normal_error_deg"] = _angle_deg((normal_pred * normal_true).sum(-1))
+    relative = axis_angle_to_matrix(orient).transpose(-1, -2) @ axis_angle_to_matrix(pose[:, :3])
+    trace = relative.diagonal(dim1=-2, dim2=-1).sum(-1)
+    values["orientation_error_deg"] = _angle_deg((trace - 1.0) / 2.0)
     values["facing_correct"] = (facing_pred == facing_true).float()
     cosine = (
         _image_direction(project_virtual(predicted, resolution)) * _image_direction(true_px)
     ).sum(-1)
-    values["in_plane_error_deg"] = torch.rad2deg(torch.acos(cosine.clamp(-1.0, 1.0)))
+    values["in_plane_error_deg"] = _angle_deg(cosine)
     wrist_px = project_virtual(predicted[:, _WRIST], resolution)
     values["wrist_error_box_pct"] = 100.0 * (wrist_px - true_px[:, _WRIST]).norm(dim=-1) / box
     true_depth = true_joints[:, _WRIST, 2]
@@ -222,6 +243,8 @@ def error_breakdown(
         side_accuracy=float(merged["side_correct"].mean()),
         facing_accuracy=float(merged["facing_correct"].mean()),
         in_plane_error_deg=float(merged["in_plane_error_deg"].median()),
+        orientation_error_deg=float(merged["orientation_error_deg"].median()),
+        palm_normal_error_deg=float(merged["palm_normal_error_deg"].median()),
         wrist_error_box_pct=float(merged["wrist_error_box_pct"].mean()),
         wrist_depth_error_pct=float(merged["wrist_depth_error_pct"].mean()),
         **errors,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -42,6 +43,9 @@ def test_exact_maps_have_no_error_anywhere(exact_scene: SceneBuilder, hand_model
     assert values["predicted"].shape == (3,)  # the three labelled hands, the empty slot skipped
     for name in (*VARIANTS, "in_plane_error_deg", "wrist_error_box_pct", "wrist_depth_error_pct"):
         assert values[name].abs().max().item() == pytest.approx(0.0, abs=0.05), name
+    # acos near 1 is steep: float32 rounding of an exact rotation gives up to ~0.05 deg.
+    for name in ("orientation_error_deg", "palm_normal_error_deg"):
+        assert values[name].abs().max().item() == pytest.approx(0.0, abs=0.2), name
     assert values["side_correct"].tolist() == [1.0, 1.0, 1.0]
     assert values["facing_correct"].tolist() == [1.0, 1.0, 1.0]
 
@@ -86,6 +90,15 @@ def test_side_and_facing_read_the_handmap_and_the_palm(
     v = hand_errors(outputs, batch, hand_model, R)
     assert v["side_correct"].tolist() == [0.0, 0.0, 0.0]
     assert v["facing_correct"].tolist() == [0.0, 1.0, 1.0]
+    # A half turn: 180 degrees of 3D orientation error; the palm normal n turns to H n.
+    assert v["orientation_error_deg"][0].item() == pytest.approx(180.0, abs=0.5)
+    joints = batch[S.JOINTS_3D][0, 0].float()
+    normal = torch.linalg.cross(joints[5] - joints[0], joints[17] - joints[0])
+    cosine = (normal @ half_turn @ normal) / normal.dot(normal)
+    expected = math.degrees(math.acos(float(cosine)))
+    assert v["palm_normal_error_deg"][0].item() == pytest.approx(expected, abs=0.5)
+    assert expected > 30.0
+    assert v["orientation_error_deg"][1:].abs().max().item() < 0.2
 
 
 @pytest.fixture(scope="module")
