@@ -126,9 +126,19 @@ def _infer_config(state: Mapping[str, Any], path: Path) -> ModelConfig:
     resolution = 384 if "handmap" in heads else 224
     feat = state.get("feat.weight")
     width = int(feat.shape[0]) if feat is not None and feat.ndim == 4 else 256
+    params_hidden = state.get("params.0.weight")
+    wide = (
+        int(params_hidden.shape[0])
+        if isinstance(params_hidden, torch.Tensor) and params_hidden.ndim == 4
+        else width
+    )
     try:
         return ModelConfig(
-            backbone=backbone, input_resolution=resolution, heads=heads, neck_channels=width
+            backbone=backbone,
+            input_resolution=resolution,
+            heads=heads,
+            neck_channels=width,
+            params_head_channels=None if wide == width else wide,
         )
     except ConfigError as exc:
         raise CheckpointError(

@@ -33,6 +33,9 @@ class ModelConfig:
     neck_channels: int = 256
     """Width of the neck and of the heads' hidden layer: 256 in the release; our light CPU
     models may use fewer (the structure stays the same)."""
+    params_head_channels: int | None = None
+    """Hidden width of the `params` head alone; None keeps `neck_channels`. A narrow neck can
+    feed a wider params head at little cost: inference evaluates it only at the hands' cells."""
 
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONES:
@@ -66,6 +69,24 @@ class ModelConfig:
             raise ConfigError(
                 f"model.neck_channels: {self.neck_channels!r} must be a multiple of 8 in [16, 512]"
             )
+        wide = self.params_head_channels
+        if wide is not None and (
+            isinstance(wide, bool)
+            or not isinstance(wide, int)
+            or not 16 <= wide <= 1024
+            or wide % 8
+        ):
+            raise ConfigError(
+                f"model.params_head_channels: {wide!r} must be null (the neck's width) or a "
+                "multiple of 8 in [16, 1024]"
+            )
+
+    @property
+    def params_hidden_channels(self) -> int:
+        """Hidden width of the `params` head: `params_head_channels`, else `neck_channels`."""
+        return (
+            self.neck_channels if self.params_head_channels is None else self.params_head_channels
+        )
 
     @property
     def map_size(self) -> int:

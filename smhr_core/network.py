@@ -40,11 +40,11 @@ class L2Norm(nn.Module):
         return x / norm * self.weight.view(1, -1, 1, 1)
 
 
-def _make_head(name: str, width: int) -> nn.Sequential:
+def _make_head(name: str, width: int, hidden: int) -> nn.Sequential:
     head = nn.Sequential(
-        nn.Conv2d(width, width, kernel_size=3, padding=1, bias=True),
+        nn.Conv2d(width, hidden, kernel_size=3, padding=1, bias=True),
         nn.ReLU(inplace=True),
-        nn.Conv2d(width, HEAD_CHANNELS[name], kernel_size=1),
+        nn.Conv2d(hidden, HEAD_CHANNELS[name], kernel_size=1),
     )
     if name in _HEATMAP_HEADS:
         nn.init.constant_(head[2].bias, HEATMAP_BIAS)
@@ -92,7 +92,8 @@ class SMHRNet(nn.Module):
         self.feat_act = nn.ReLU(inplace=True)
         self.head_names: tuple[str, ...] = tuple(config.heads)
         for name in self.head_names:
-            self.add_module(name, _make_head(name, width))
+            hidden = config.params_hidden_channels if name == "params" else width
+            self.add_module(name, _make_head(name, width, hidden))
 
     @property
     def backbone(self) -> nn.Module:

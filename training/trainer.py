@@ -46,6 +46,7 @@ from training.distributed import (
     unwrap_model,
     wrap_model,
 )
+from training.head_widening import is_params_head_widening, widen_params_head
 from training.losses import TERMS, HandPredictions, LossBreakdown, SMHRLoss, gather_cells
 from training.render import HandRenderer, albedo_from_texture
 
@@ -146,12 +147,16 @@ class Trainer:
             self.step = int(loaded.meta.get("step", 0))
         elif config.init_checkpoint:
             loaded = load_checkpoint(config.init_checkpoint, map_location="cpu")
-            if loaded.config != config.model:
+            state = loaded.model.state_dict()
+            if is_params_head_widening(loaded.config, config.model):
+                state = widen_params_head(state, config.model, config.seed)
+            elif loaded.config != config.model:
                 raise ConfigError(
                     f"init_checkpoint: {config.init_checkpoint} holds {loaded.config.to_dict()}, "
-                    f"but model is {config.model.to_dict()}"
+                    f"but model is {config.model.to_dict()} (only a wider "
+                    "model.params_head_channels may differ)"
                 )
-            network.load_state_dict(loaded.model.state_dict())
+            network.load_state_dict(state)
         network.to(self.device)
         if config.optim.freeze_backbone:
             network.backbone.requires_grad_(False)

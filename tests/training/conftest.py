@@ -25,6 +25,26 @@ def logit(p: float) -> float:
     return math.log(p / (1 - p))
 
 
+@pytest.fixture
+def tiny_run_settings() -> list[str]:
+    """`--set` overrides of a training run small enough for a test: EfficientNet-Lite0 at 64 px
+    with a 32-channel neck, two stored synthetic scenes, batch 2, on the CPU, seeded."""
+    return [
+        "model.backbone=efficientnet_lite0",
+        "model.input_resolution=64",
+        "model.heads=[hm, params, handmap]",
+        "model.neck_channels=32",
+        "data.synthetic_count=2",
+        "data.max_hands=2",
+        "data.num_workers=0",
+        "optim.batch_size=2",
+        "optim.lr=1e-2",
+        "device=cpu",
+        "log.progress=false",
+        "seed=5",
+    ]
+
+
 @pytest.fixture(scope="session")
 def hand_model() -> HandModel:
     return HandModel.from_directory(open_hand_directory())

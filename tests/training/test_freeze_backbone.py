@@ -12,26 +12,11 @@ from training.config import load_training_config
 from training.data_source import build_dataset
 from training.trainer import Trainer
 
-SETTINGS = [
-    "model.backbone=efficientnet_lite0",
-    "model.input_resolution=64",
-    "model.heads=[hm, params, handmap]",
-    "model.neck_channels=32",
-    "pretrained_backbone=true",
-    "optim.freeze_backbone=true",
-    "data.synthetic_count=2",
-    "data.max_hands=2",
-    "data.num_workers=0",
-    "optim.batch_size=2",
-    "optim.lr=1e-2",
-    "device=cpu",
-    "log.progress=false",
-    "seed=5",
-]
+FROZEN = ["pretrained_backbone=true", "optim.freeze_backbone=true"]
 
 
-def test_frozen_backbone_stays_and_the_neck_learns(tmp_path) -> None:
-    config = load_training_config(None, [*SETTINGS, f"output_dir={tmp_path}"])
+def test_frozen_backbone_stays_and_the_neck_learns(tmp_path, tiny_run_settings: list[str]) -> None:
+    config = load_training_config(None, [*tiny_run_settings, *FROZEN, f"output_dir={tmp_path}"])
     samples = [s for s in build_dataset(config.data, config.model.input_resolution)]
     trainer = Trainer(config, dataset=samples)
     network = trainer.model
@@ -47,10 +32,9 @@ def test_frozen_backbone_stays_and_the_neck_learns(tmp_path) -> None:
     assert all(not p.requires_grad for p in network.backbone.parameters())
 
 
-def test_the_last_backbone_blocks_can_still_learn(tmp_path) -> None:
-    config = load_training_config(
-        None, [*SETTINGS, "optim.train_backbone_blocks=2", f"output_dir={tmp_path}"]
-    )
+def test_the_last_backbone_blocks_can_still_learn(tmp_path, tiny_run_settings: list[str]) -> None:
+    settings = [*tiny_run_settings, *FROZEN, "optim.train_backbone_blocks=2"]
+    config = load_training_config(None, [*settings, f"output_dir={tmp_path}"])
     samples = [s for s in build_dataset(config.data, config.model.input_resolution)]
     trainer = Trainer(config, dataset=samples)
     network = trainer.model
@@ -66,13 +50,12 @@ def test_the_last_backbone_blocks_can_still_learn(tmp_path) -> None:
         assert torch.equal(value, before[key]) != learns, key
 
 
-def test_train_backbone_blocks_is_validated(tmp_path) -> None:
+def test_train_backbone_blocks_is_validated(tmp_path, tiny_run_settings: list[str]) -> None:
     with pytest.raises(ConfigError, match=r"optim\.train_backbone_blocks"):
         load_training_config(None, ["optim.train_backbone_blocks=-1", f"output_dir={tmp_path}"])
     with pytest.raises(ConfigError, match=r"optim\.freeze_backbone is true"):
         load_training_config(None, ["optim.train_backbone_blocks=2", f"output_dir={tmp_path}"])
-    config = load_training_config(
-        None, [*SETTINGS, "optim.train_backbone_blocks=17", f"output_dir={tmp_path}"]
-    )
+    settings = [*tiny_run_settings, *FROZEN, "optim.train_backbone_blocks=17"]
+    config = load_training_config(None, [*settings, f"output_dir={tmp_path}"])
     with pytest.raises(ValueError, match="exceeds the 16 blocks of efficientnet_lite0"):
         Trainer(config, dataset=[])
