@@ -176,6 +176,11 @@ class LossWeights:
     """Binary cross-entropy of the handedness at each labelled centre (the `handmap` logits,
     right minus left). Not in the reference (0): the focal loss of the map leaves the side at
     chance on our synthetic scenes, where a left palm and a right back look alike."""
+    orientation: float = 0.0
+    """Squared Frobenius distance between predicted and labelled global rotation matrices (MANO
+    labels only). Not in the reference (0): on our synthetic scenes the network left the palm's
+    tilt almost unpredicted (3D orientation error 45 degrees) while the 2D terms were met by
+    compensating with the translation and the fingers."""
     hard_fraction: float = 0.7
     """With the photometric loss on, each batch averages this worst fraction of samples."""
 

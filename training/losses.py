@@ -12,6 +12,10 @@ Terms (weights from `training.config.LossWeights`):
 - `joints_3d` / `vertices_3d`: L1 on root-relative, bone-length-normalised joints / vertices
   (hands with `has_3d`); `mano`: MSE to the labelled pose and shape (hands with `has_mano`);
   `root_3d` (ours, weight 0 by default): L1 in metres on the wrist's absolute position;
+- `orientation` (ours, weight 0 by default): squared Frobenius distance between the predicted and
+  labelled global rotation matrices (hands with `has_mano`), 8 sin^2(angle / 2) for a rotation
+  error of `angle`; unlike the axis-angle MSE of `mano` it has no jump where the axis-angle
+  representation wraps at pi;
 - `side` (ours, weight 0 by default): binary cross-entropy of the handedness read where the
   decoder reads it, the `handmap` logits at each labelled centre (right minus left).
 
@@ -42,6 +46,7 @@ from smhr_core.decode import (
     virtual_translation,
 )
 from smhr_core.hand_model import HandModel
+from smhr_core.rotations import axis_angle_to_matrix
 from training import sample as S
 from training.config import LossWeights
 from training.joint_limits import left_limits, right_limits
@@ -80,6 +85,7 @@ TERMS = (
     "mano",
     "root_3d",
     "side",
+    "orientation",
 )
 
 
@@ -101,6 +107,7 @@ class LossBreakdown:
     mano: torch.Tensor
     root_3d: torch.Tensor
     side: torch.Tensor
+    orientation: torch.Tensor
 
     def scalars(self) -> dict[str, float]:
         """Every field as a Python float (for logs)."""
@@ -313,6 +320,11 @@ class SMHRLoss(nn.Module):
             dim=-1,
         ).mean(-1)
         per_sample["mano"] = _hand_mean(mano_err, has_mano)
+        rotation_err = (
+            axis_angle_to_matrix(pred.pose[..., :3])
+            - axis_angle_to_matrix(batch[S.MANO_POSE][..., :3].float())
+        ) ** 2
+        per_sample["orientation"] = _hand_mean(rotation_err.sum((-1, -2)), has_mano)
 
         if photometric:
             per_sample["photometric"], per_sample["mask"] = self._photometric(outputs, batch, pred)

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import pytest
 import torch
+from pytorch3d.transforms import axis_angle_to_matrix, matrix_to_axis_angle
 
 from smhr_core.hand_model import HandModel
 from training import sample as S
@@ -97,7 +98,8 @@ def test_exact_labels_give_zero_geometric_losses(
 ) -> None:
     outputs, batch = exact_scene([[(5, 6), (10, 9)], [(8, 8)]], [[True, False], [False]])
     loss, pred = SMHRLoss(LossWeights(), hand_model, R)(outputs, batch)
-    for term in ("reprojection", "bone_direction", "joints_3d", "vertices_3d", "mano", "root_3d"):
+    terms = ("reprojection", "bone_direction", "joints_3d", "vertices_3d", "mano", "root_3d")
+    for term in (*terms, "orientation"):
         assert getattr(loss, term).item() == pytest.approx(0.0, abs=1e-6), term
     # Poses inside the limits: the prior is the beta term alone, averaged per sample.
     betas = batch[S.MANO_BETAS]
@@ -185,6 +187,34 @@ def test_root_3d_is_the_absolute_wrist_error_in_metres(
     assert loss.joints_3d.item() == pytest.approx(0.0, abs=1e-5)
     unweighted = SMHRLoss(LossWeights(), hand_model, R)(outputs, moved)[0]
     assert unweighted.total.item() < loss.total.item() - 1.0
+
+
+def test_orientation_is_the_rotation_distance_and_ignores_the_axis_angle_wrap(
+    hand_model: HandModel, exact_scene: SceneBuilder
+) -> None:
+    outputs, batch = exact_scene([[(6, 6)]], [[True]])
+    labelled = batch[S.MANO_POSE][0, 0, :3].clone()
+    angle = float(labelled.norm())
+    moved = dict(batch)
+    pose = batch[S.MANO_POSE].clone()
+    # The same rotation written the other way round the axis: mano sees a large error, orientation
+    # none.
+    pose[0, 0, :3] = labelled / angle * (angle - 2.0 * math.pi)
+    moved[S.MANO_POSE] = pose
+    loss_fn = SMHRLoss(LossWeights(orientation=10.0), hand_model, R)
+    wrapped = loss_fn(outputs, moved)[0]
+    assert wrapped.orientation.item() == pytest.approx(0.0, abs=1e-5)
+    assert wrapped.mano.item() > 0.1
+    # A label turned by 0.5 rad about the camera's z axis: 8 sin^2(0.25) = 0.4898.
+    turn = axis_angle_to_matrix(torch.tensor([0.0, 0.0, 0.5]))
+    pose[0, 0, :3] = matrix_to_axis_angle(turn @ axis_angle_to_matrix(labelled))
+    turned = loss_fn(outputs, moved)[0]
+    assert turned.orientation.item() == pytest.approx(8 * math.sin(0.25) ** 2, rel=1e-4)
+    plain = SMHRLoss(LossWeights(), hand_model, R)(outputs, moved)[0]
+    expected_total = plain.total.item() + 10.0 * turned.orientation.item()
+    assert turned.total.item() == pytest.approx(expected_total, rel=1e-5)
+    moved[S.HAS_MANO] = torch.zeros_like(batch[S.HAS_MANO])
+    assert loss_fn(outputs, moved)[0].orientation.item() == 0.0
 
 
 def test_prior_hinge_by_hand(hand_model: HandModel, exact_scene: SceneBuilder) -> None:
