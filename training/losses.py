@@ -16,6 +16,8 @@ Terms (weights from `training.config.LossWeights`):
   labelled global rotation matrices (hands with `has_mano`), 8 sin^2(angle / 2) for a rotation
   error of `angle`; unlike the axis-angle MSE of `mano` it has no jump where the axis-angle
   representation wraps at pi;
+- `finger_rotation` (ours, weight 0 by default): the same distance for each of the 15 finger
+  joints' rotations relative to their parents, summed over the joints (hands with `has_mano`);
 - `side` (ours, weight 0 by default): binary cross-entropy of the handedness read where the
   decoder reads it, the `handmap` logits at each labelled centre (right minus left).
 
@@ -86,6 +88,7 @@ TERMS = (
     "root_3d",
     "side",
     "orientation",
+    "finger_rotation",
 )
 
 
@@ -108,6 +111,7 @@ class LossBreakdown:
     root_3d: torch.Tensor
     side: torch.Tensor
     orientation: torch.Tensor
+    finger_rotation: torch.Tensor
 
     def scalars(self) -> dict[str, float]:
         """Every field as a Python float (for logs)."""
@@ -320,11 +324,16 @@ class SMHRLoss(nn.Module):
             dim=-1,
         ).mean(-1)
         per_sample["mano"] = _hand_mean(mano_err, has_mano)
+        b, m = valid.shape
         rotation_err = (
-            axis_angle_to_matrix(pred.pose[..., :3])
-            - axis_angle_to_matrix(batch[S.MANO_POSE][..., :3].float())
-        ) ** 2
-        per_sample["orientation"] = _hand_mean(rotation_err.sum((-1, -2)), has_mano)
+            (
+                axis_angle_to_matrix(pred.pose.reshape(b, m, 16, 3))
+                - axis_angle_to_matrix(batch[S.MANO_POSE].float().reshape(b, m, 16, 3))
+            )
+            ** 2
+        ).sum((-1, -2))  # (B, M, 16): the global orientation, then the 15 finger joints
+        per_sample["orientation"] = _hand_mean(rotation_err[..., 0], has_mano)
+        per_sample["finger_rotation"] = _hand_mean(rotation_err[..., 1:].sum(-1), has_mano)
 
         if photometric:
             per_sample["photometric"], per_sample["mask"] = self._photometric(outputs, batch, pred)

@@ -99,7 +99,7 @@ def test_exact_labels_give_zero_geometric_losses(
     outputs, batch = exact_scene([[(5, 6), (10, 9)], [(8, 8)]], [[True, False], [False]])
     loss, pred = SMHRLoss(LossWeights(), hand_model, R)(outputs, batch)
     terms = ("reprojection", "bone_direction", "joints_3d", "vertices_3d", "mano", "root_3d")
-    for term in (*terms, "orientation"):
+    for term in (*terms, "orientation", "finger_rotation"):
         assert getattr(loss, term).item() == pytest.approx(0.0, abs=1e-6), term
     # Poses inside the limits: the prior is the beta term alone, averaged per sample.
     betas = batch[S.MANO_BETAS]
@@ -215,6 +215,34 @@ def test_orientation_is_the_rotation_distance_and_ignores_the_axis_angle_wrap(
     assert turned.total.item() == pytest.approx(expected_total, rel=1e-5)
     moved[S.HAS_MANO] = torch.zeros_like(batch[S.HAS_MANO])
     assert loss_fn(outputs, moved)[0].orientation.item() == 0.0
+
+
+def test_finger_rotation_sums_the_joint_rotation_distances(
+    hand_model: HandModel, exact_scene: SceneBuilder
+) -> None:
+    outputs, batch = exact_scene([[(6, 6)]], [[True]])
+    moved = dict(batch)
+    pose = batch[S.MANO_POSE].clone()
+    # Two finger joints turned against their labels: 0.3 rad about one joint's own axis and
+    # 2 pi about another's (the same rotation, a large axis-angle difference). The global
+    # orientation is untouched.
+    first = pose[0, 0, 3:6].clone()
+    pose[0, 0, 3:6] = matrix_to_axis_angle(
+        axis_angle_to_matrix(torch.tensor([0.0, 0.0, 0.3])) @ axis_angle_to_matrix(first)
+    )
+    second = pose[0, 0, 12:15].clone()
+    assert float(second.norm()) > 0.01  # the scene's finger angles are drawn in (0, 0.1)
+    pose[0, 0, 12:15] = second / second.norm() * (second.norm() + 2.0 * math.pi)
+    moved[S.MANO_POSE] = pose
+    loss_fn = SMHRLoss(LossWeights(finger_rotation=5.0), hand_model, R)
+    loss = loss_fn(outputs, moved)[0]
+    expected = 8 * math.sin(0.15) ** 2  # the 0.3 rad turn; the 2 pi one costs nothing
+    assert loss.finger_rotation.item() == pytest.approx(expected, rel=1e-3)
+    assert loss.orientation.item() == pytest.approx(0.0, abs=1e-6)
+    plain = SMHRLoss(LossWeights(), hand_model, R)(outputs, moved)[0]
+    assert loss.total.item() == pytest.approx(plain.total.item() + 5.0 * expected, rel=1e-5)
+    moved[S.HAS_MANO] = torch.zeros_like(batch[S.HAS_MANO])
+    assert loss_fn(outputs, moved)[0].finger_rotation.item() == 0.0
 
 
 def test_prior_hinge_by_hand(hand_model: HandModel, exact_scene: SceneBuilder) -> None:
