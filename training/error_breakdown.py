@@ -17,8 +17,9 @@ Alongside: the handedness read at the labelled centres (the `handmap` logits, ri
 whether the predicted hand shows the camera the same side (palm or back) as the labelled one, the
 in-plane direction error of the wrist -> middle-knuckle bone (degrees), the 3D orientation error
 (the angle of the rotation between predicted and labelled global orientation, and the angle
-between the predicted and labelled palm normals, degrees), and the wrist's 2D error (percent of
-the box) and depth error (percent of the labelled depth).
+between the predicted and labelled palm normals, degrees), the finger-pose error (the same
+rotation angle for each of the 15 finger joints, averaged over the joints), and the wrist's 2D
+error (percent of the box) and depth error (percent of the labelled depth).
 
 Only hands with both 3D and MANO labels take part (synthetic scenes have both).
 """
@@ -83,6 +84,9 @@ class ErrorBreakdown:
     palm_normal_error_deg: float
     """Median angle between the predicted and labelled palm normals in 3D, degrees (the palm's
     tilt towards or away from the camera as well as its in-plane turn)."""
+    finger_rotation_error_deg: float
+    """Median over hands of the mean angle, over the 15 finger joints, of the rotation taking
+    each joint's predicted rotation (relative to its parent) to the labelled one, degrees."""
     wrist_error_box_pct: float
     """Mean 2D error of the wrist, percent of the box."""
     wrist_depth_error_pct: float
@@ -106,6 +110,7 @@ class ErrorBreakdown:
             f"in-plane direction error (deg, med.) {self.in_plane_error_deg:7.1f}",
             f"3D orientation error (deg, med.)     {self.orientation_error_deg:7.1f}",
             f"palm normal error (deg, med.)        {self.palm_normal_error_deg:7.1f}",
+            f"finger joint rotation error (deg)    {self.finger_rotation_error_deg:7.1f}",
             f"wrist 2D error (% box)               {self.wrist_error_box_pct:7.1f}",
             f"wrist depth error (% depth)          {self.wrist_depth_error_pct:7.1f}",
         ]
@@ -130,6 +135,13 @@ def _angle_deg(cosine: torch.Tensor) -> torch.Tensor:
     return torch.rad2deg(torch.acos(cosine.clamp(-1.0, 1.0)))
 
 
+def _rotation_error_deg(predicted: torch.Tensor, labelled: torch.Tensor) -> torch.Tensor:
+    """(..., 3) axis-angle pairs -> (...) angle of the rotation between them, degrees."""
+    relative = axis_angle_to_matrix(predicted).transpose(-1, -2) @ axis_angle_to_matrix(labelled)
+    trace = relative.diagonal(dim1=-2, dim2=-1).sum(-1)
+    return _angle_deg((trace - 1.0) / 2.0)
+
+
 def hand_errors(
     outputs: dict[str, torch.Tensor],
     batch: dict[str, torch.Tensor],
@@ -140,7 +152,8 @@ def hand_errors(
 
     Keys: every name of `VARIANTS` (2D error, percent of the box), `side_correct`,
     `facing_correct` (0/1), `in_plane_error_deg`, `orientation_error_deg`,
-    `palm_normal_error_deg`, `wrist_error_box_pct`, `wrist_depth_error_pct`.
+    `palm_normal_error_deg`, `finger_rotation_error_deg`, `wrist_error_box_pct`,
+    `wrist_depth_error_pct`.
     """
     hand, translation = params_at_centres(outputs, batch, resolution)
     read = ((batch[S.VALID] * batch[S.HAS_3D] * batch[S.HAS_MANO]) > 0.5).reshape(-1)
@@ -184,9 +197,10 @@ def hand_errors(
     facing_pred = normal_pred[:, 2] > 0
     facing_true = normal_true[:, 2] > 0
     values["palm_normal_error_deg"] = _angle_deg((normal_pred * normal_true).sum(-1))
-    relative = axis_angle_to_matrix(orient).transpose(-1, -2) @ axis_angle_to_matrix(pose[:, :3])
-    trace = relative.diagonal(dim1=-2, dim2=-1).sum(-1)
-    values["orientation_error_deg"] = _angle_deg((trace - 1.0) / 2.0)
+    values["orientation_error_deg"] = _rotation_error_deg(orient, pose[:, :3])
+    values["finger_rotation_error_deg"] = _rotation_error_deg(
+        fingers.reshape(-1, 15, 3), pose[:, 3:].reshape(-1, 15, 3)
+    ).mean(-1)
     values["facing_correct"] = (facing_pred == facing_true).float()
     cosine = (
         _image_direction(project_virtual(predicted, resolution)) * _image_direction(true_px)
@@ -245,6 +259,7 @@ def error_breakdown(
         in_plane_error_deg=float(merged["in_plane_error_deg"].median()),
         orientation_error_deg=float(merged["orientation_error_deg"].median()),
         palm_normal_error_deg=float(merged["palm_normal_error_deg"].median()),
+        finger_rotation_error_deg=float(merged["finger_rotation_error_deg"].median()),
         wrist_error_box_pct=float(merged["wrist_error_box_pct"].mean()),
         wrist_depth_error_pct=float(merged["wrist_depth_error_pct"].mean()),
         **errors,

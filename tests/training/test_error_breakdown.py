@@ -44,7 +44,7 @@ def test_exact_maps_have_no_error_anywhere(exact_scene: SceneBuilder, hand_model
     for name in (*VARIANTS, "in_plane_error_deg", "wrist_error_box_pct", "wrist_depth_error_pct"):
         assert values[name].abs().max().item() == pytest.approx(0.0, abs=0.05), name
     # acos near 1 is steep: float32 rounding of an exact rotation gives up to ~0.05 deg.
-    for name in ("orientation_error_deg", "palm_normal_error_deg"):
+    for name in ("orientation_error_deg", "palm_normal_error_deg", "finger_rotation_error_deg"):
         assert values[name].abs().max().item() == pytest.approx(0.0, abs=0.2), name
     assert values["side_correct"].tolist() == [1.0, 1.0, 1.0]
     assert values["facing_correct"].tolist() == [1.0, 1.0, 1.0]
@@ -75,6 +75,16 @@ def test_each_variant_removes_the_error_of_its_own_part(
     true_depth = batch[S.JOINTS_3D][1, 0, 0, 2].item()
     assert v["wrist_depth_error_pct"][2].item() == pytest.approx(100 * 0.3 / true_depth, rel=1e-3)
     assert v["wrist_depth_error_pct"][:2].abs().max().item() < 0.05
+    # Finger error: each joint of hand 1 is at (0.6, 0.6, 0.6) against its label.
+    labelled = batch[S.MANO_POSE][0, 1, 3:].reshape(15, 3).double()
+    relative = axis_angle_to_matrix(torch.full((15, 3), 0.6, dtype=torch.float64)).transpose(
+        -1, -2
+    ) @ axis_angle_to_matrix(labelled)
+    angles = matrix_to_axis_angle(relative).norm(dim=-1)
+    expected = math.degrees(float(angles.mean()))
+    assert v["finger_rotation_error_deg"][1].item() == pytest.approx(expected, abs=0.1)
+    assert expected > 40.0
+    assert v["finger_rotation_error_deg"][[0, 2]].abs().max().item() < 0.2
 
 
 def test_side_and_facing_read_the_handmap_and_the_palm(
