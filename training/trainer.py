@@ -127,6 +127,8 @@ class Trainer:
         ctx: DistributedContext | None = None,
     ) -> None:
         self.config = config
+        # Read once: a commit made while the run goes on is not the code that trained it.
+        self.git_commit = git_commit()
         self.ctx = ctx or init_distributed(config.device, config.distributed)
         seed_everything(config.seed + self.ctx.rank)
         self.device = self.ctx.device
@@ -407,7 +409,7 @@ class Trainer:
             "backbone": self.config.model.backbone,
             "hand_model_id": self.hand_model.model_id,
             "training": self.config.to_dict(),
-            "git_commit": git_commit(),
+            "git_commit": self.git_commit,
             "step": self.step,
             "world_size": self.ctx.world_size,
         }
