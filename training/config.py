@@ -226,6 +226,11 @@ class OptimConfig:
     """Before each checkpoint, re-estimate the BatchNorm running statistics over this many
     training batches (0 = keep the running averages; for short runs, whose neck BatchNorm with
     momentum 0.01 has not caught up with the data)."""
+    ema_decay: float = 0.0
+    """Keep an exponential moving average of the network's weights and BatchNorm statistics,
+    updated after every step with this decay (it averages over about 1 / (1 - decay) steps).
+    Checkpoints then hold the average, which is what inference and evaluation load; the live
+    weights travel with the optimizer state for resuming. 0 = off (the reference's training)."""
 
     def __post_init__(self) -> None:
         _require(self.lr > 0, "optim.lr", self.lr, "must be > 0")
@@ -247,6 +252,7 @@ class OptimConfig:
             self.bn_recalibration_batches,
             ">= 0",
         )
+        _require(0 <= self.ema_decay < 1, "optim.ema_decay", self.ema_decay, "in [0, 1)")
         _require(
             self.train_backbone_blocks >= 0,
             "optim.train_backbone_blocks",

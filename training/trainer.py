@@ -4,9 +4,11 @@ Stage 1 trains without the photometric and mask losses, stage 2 with them
 (`stage.photometric`, from `stage.photometric_start_epoch`). Adam with a step schedule, AMP on
 CUDA only, optional gradient clipping, resume (model, optimizer, epoch, step; the data order
 depends on the seed and the epoch only, so a resumed run draws what an uninterrupted one would),
-checkpoints every `checkpoint_every` epochs through `smhr_core.checkpoint.save_checkpoint` with
-our metadata, tqdm progress bars and TensorBoard scalars and image grids on rank 0. Under torchrun
-it runs DistributedDataParallel (see `training.distributed`).
+an optional exponential moving average of the weights (`optim.ema_decay`; checkpoints then hold
+the average), checkpoints every `checkpoint_every` epochs through
+`smhr_core.checkpoint.save_checkpoint` with our metadata, tqdm progress bars and TensorBoard
+scalars and image grids on rank 0. Under torchrun it runs DistributedDataParallel (see
+`training.distributed`).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.optim.swa_utils import update_bn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, update_bn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
@@ -52,6 +54,8 @@ from training.render import HandRenderer, albedo_from_texture
 
 CHECKPOINT_PATTERN = "epoch_{epoch:04d}.pth"
 LAST_CHECKPOINT = "last.pth"
+LIVE_WEIGHTS = "live_weights"
+"""Key of the live (not averaged) weights in the saved training state of an averaging run."""
 _PREVIEW_LIGHT_BAND = 2
 """SH band of the camera-facing (z) direction, lit in previews of models without a light head."""
 
@@ -101,6 +105,16 @@ def git_commit() -> str | None:
     return commit if out.returncode == 0 and commit else None
 
 
+def split_training_state(
+    state: dict[str, Any] | None,
+) -> tuple[dict[str, Any] | None, dict[str, torch.Tensor] | None]:
+    """(optimizer state, live weights) from a checkpoint's saved training state; the live
+    weights are None unless the run kept a weight average (`Trainer.training_state`)."""
+    if state is not None and LIVE_WEIGHTS in state:
+        return state["optimizer"], state[LIVE_WEIGHTS]
+    return state, None
+
+
 def _seed_worker(worker_id: int) -> None:
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
@@ -140,11 +154,12 @@ class Trainer:
         network = SMHRNet(config.model, pretrained_backbone=config.pretrained_backbone)
         self.epoch = 0
         self.step = 0
-        optimizer_state = None
+        optimizer_state = live_weights = None
         if config.resume:
             loaded = load_checkpoint(config.resume, map_location="cpu", config=config.model)
+            # The averaged weights, if that run averaged; its live ones come back below.
             network.load_state_dict(loaded.model.state_dict())
-            optimizer_state = loaded.optimizer_state
+            optimizer_state, live_weights = split_training_state(loaded.optimizer_state)
             self.epoch = int(loaded.report.epoch or 0)
             self.step = int(loaded.meta.get("step", 0))
         elif config.init_checkpoint:
@@ -160,6 +175,18 @@ class Trainer:
                 )
             network.load_state_dict(state)
         network.to(self.device)
+        self.average: AveragedModel | None = None
+        if config.optim.ema_decay > 0:
+            self.average = AveragedModel(
+                network,
+                multi_avg_fn=get_ema_multi_avg_fn(config.optim.ema_decay),
+                use_buffers=True,
+            )
+            # Nonzero on resume: the first update then blends into the restored average
+            # instead of overwriting it.
+            self.average.n_averaged.fill_(self.step)
+        if live_weights is not None:
+            network.load_state_dict(live_weights)
         if config.optim.freeze_backbone:
             network.backbone.requires_grad_(False)
             blocks = backbone_blocks(network.backbone)
@@ -272,6 +299,8 @@ class Trainer:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.config.optim.grad_clip_norm)
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        if self.average is not None:
+            self.average.update_parameters(unwrap_model(self.model))
         self.step += 1
         return loss, pred, outputs
 
@@ -386,11 +415,17 @@ class Trainer:
 
     # -- checkpoints and previews -----------------------------------------------------------
 
+    def saved_network(self) -> SMHRNet:
+        """The network that checkpoints hold: the weight average if the run keeps one."""
+        if self.average is not None:
+            return self.average.module
+        return unwrap_model(self.model)
+
     def recalibrate_batchnorm(self, batches: int) -> None:
-        """Set every BatchNorm's running statistics to the plain average over `batches` training
-        batches (`torch.optim.swa_utils.update_bn`); training itself uses batch statistics, so
-        only evaluation-mode outputs change."""
-        network = unwrap_model(self.model)
+        """Set every BatchNorm's running statistics of the saved network to the plain average
+        over `batches` training batches (`torch.optim.swa_utils.update_bn`); training itself uses
+        batch statistics, so only evaluation-mode outputs change."""
+        network = self.saved_network()
         # A frozen backbone ran on its own (pretrained) statistics throughout training, and the
         # neck learned from those features: they must survive the re-estimation.
         kept = (
@@ -414,11 +449,19 @@ class Trainer:
             "world_size": self.ctx.world_size,
         }
 
+    def training_state(self) -> dict[str, Any]:
+        """What a resumed run needs besides the saved network: the optimizer state, and with a
+        weight average also the live weights (the saved network is then the average)."""
+        if self.average is None:
+            return self.optimizer.state_dict()
+        live = {k: v.detach().cpu() for k, v in unwrap_model(self.model).state_dict().items()}
+        return {"optimizer": self.optimizer.state_dict(), LIVE_WEIGHTS: live}
+
     def save_checkpoint(self) -> Path | None:
         """Write `epoch_NNNN.pth` and `last.pth` (rank 0); every rank waits for it."""
         path = None
         if self.ctx.is_main:
-            network = unwrap_model(self.model)
+            network = self.saved_network()
             meta = self.checkpoint_meta()
             path = self.output_dir / CHECKPOINT_PATTERN.format(epoch=self.epoch)
             for target in (path, self.output_dir / LAST_CHECKPOINT):
@@ -428,7 +471,7 @@ class Trainer:
                     self.config.model,
                     self.epoch,
                     meta=meta,
-                    optimizer_state=self.optimizer.state_dict(),
+                    optimizer_state=self.training_state(),
                 )
         barrier(self.ctx)
         return path
