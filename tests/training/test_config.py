@@ -65,6 +65,8 @@ def test_partial_file_keeps_other_defaults(tmp_path: Path) -> None:
         ("optim.lr=fast", "optim.lr"),
         ("optim.epochs=2.5", "optim.epochs"),
         ("optim.lr_milestones=[60, 30]", "optim.lr_milestones"),
+        ("optim.ema_decay=1", "optim.ema_decay"),
+        ("optim.ema_decay=-0.5", "optim.ema_decay"),
         ("data.dataset=coco", "data.dataset"),
         ("data.dataset=scenes", "data.root"),
         ("loss.hard_fraction=0", "loss.hard_fraction"),
