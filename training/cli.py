@@ -1,4 +1,4 @@
-"""Command line: `python -m training {train,evaluate,breakdown,synth}`.
+"""Command line: `python -m training {train,evaluate,breakdown,synth,average}`.
 
     python -m training train --config config/training_default.yaml --set optim.lr=1e-3
     torchrun --nproc_per_node=2 -m training train --config my.yaml
@@ -7,6 +7,7 @@
         --split evaluation --mode reference --hand-model mano_dir
     python -m training breakdown --checkpoint ckpt.pth --data scenes --root held_out
     python -m training synth --out held_out --count 500 --seed 123
+    python -m training average --out soup.pth runs/a/last.pth runs/b/last.pth
 
 Exit status: 0 on success, 2 with a one-line reason for bad settings or data.
 """
@@ -25,6 +26,7 @@ from smhr_core.config import DECODE_MODES, ConfigError, DecodeConfig
 from smhr_core.hand_model import HandModel, HandModelError
 from smhr_core.open_hand import open_hand_directory
 from smhr_core.predictor import PredictorError, resolve_device
+from training.checkpoint_average import average_checkpoints
 from training.config import DATASETS, DataConfig, TrainingConfig, load_training_config
 from training.data_source import DataError, build_dataset, write_synthetic_scenes
 from training.distributed import cleanup
@@ -78,6 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument(
         "--hand-model", default="", help="MANO_RIGHT/LEFT.pkl folder (default: open)"
     )
+
+    average = sub.add_parser(
+        "average", help="average the weights of checkpoints of one network (a model soup)"
+    )
+    average.add_argument("--out", type=Path, required=True, help="the averaged checkpoint")
+    average.add_argument("checkpoints", type=Path, nargs="+", help="two or more checkpoints")
     return parser
 
 
@@ -208,6 +216,12 @@ def _synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _average(args: argparse.Namespace) -> int:
+    written = average_checkpoints(args.checkpoints, args.out)
+    print(f"wrote the average of {len(args.checkpoints)} checkpoints to {written}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     command = {
@@ -215,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         "evaluate": _evaluate,
         "breakdown": _breakdown,
         "synth": _synth,
+        "average": _average,
     }[args.command]
     try:
         return command(args)
