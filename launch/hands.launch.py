@@ -23,6 +23,7 @@ ARGUMENTS = (
     ("checkpoint", "", "Network checkpoint (.pth); empty: the params_file value."),
     ("hand_model_dir", "", "MANO_RIGHT/LEFT.pkl folder; empty: the params_file value."),
     ("device", "", "Torch device (auto, cpu, cuda, cuda:N); empty: the params_file value."),
+    ("precision", "", "Network precision (auto, float32, bfloat16, float16); empty: params_file."),
     ("namespace", "", "Namespace of the node and its outputs (hands, markers, overlay)."),
     ("use_rviz", "false", "Start RViz with config/hands.rviz (image and hand markers)."),
     ("rviz_fixed_frame", "camera_optical_frame", "RViz fixed frame: the images' frame_id."),
@@ -35,6 +36,7 @@ LAUNCH_TO_PARAMETER = {
     "checkpoint": "checkpoint",
     "hand_model_dir": "hand_model_dir",
     "device": "device",
+    "precision": "precision",
 }
 """Launch argument -> hands_node parameter it sets when not empty (topics become 1-item lists)."""
 

@@ -16,11 +16,19 @@ import cv2
 import numpy as np
 import torch
 
-from smhr_core.config import BACKBONES, DECODE_MODES, ConfigError, DecodeConfig, ModelConfig
+from smhr_core.config import (
+    BACKBONES,
+    DECODE_MODES,
+    PRECISIONS,
+    ConfigError,
+    DecodeConfig,
+    ModelConfig,
+)
 from smhr_core.hand_model import HandModel, HandModelError
 from smhr_core.network import SMHRNet
 from smhr_core.open_hand import open_hand_directory
 from smhr_core.overlay import draw_hands
+from smhr_core.precision import autocast
 from smhr_core.predictor import DEFAULT_CHECKPOINT, Predictor, PredictorError, resolve_device
 from smhr_core.preprocess import letterbox, normalise
 from smhr_core.results import Hand, ImageHands
@@ -67,6 +75,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threshold", type=float, default=0.3, help="score threshold (robot mode)")
     parser.add_argument("--max-hands", type=int, default=4, help="hands per image (robot mode)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="the network's floating-point type: auto (float16 on CUDA, else float32), float32, "
+        "bfloat16 (fast on CPUs with AMX or AVX512-BF16), float16 (CUDA)",
+    )
     parser.add_argument("--rgb", action="store_true", help="treat decoded images as RGB")
     for name in ("fx", "fy", "cx", "cy"):
         parser.add_argument(f"--{name}", type=float, help=f"camera intrinsics {name} in pixels")
@@ -138,6 +153,7 @@ def build_predictor(args: argparse.Namespace) -> tuple[Predictor, str]:
             decode,
             with_vertices=not args.no_vertices,
             name=f"random-{args.random_weights}",
+            precision=args.precision,
         )
         return predictor, "RANDOM WEIGHTS (untrained network): the hands found are meaningless"
     predictor = Predictor(
@@ -147,6 +163,7 @@ def build_predictor(args: argparse.Namespace) -> tuple[Predictor, str]:
         decode=decode,
         with_vertices=not args.no_vertices,
         input_resolution=args.resolution,
+        precision=args.precision,
     )
     trained = predictor.meta.get("trained", True)
     note = f"checkpoint {predictor.checkpoint_path}"
@@ -199,7 +216,7 @@ def dump_heads(predictor: Predictor, image: np.ndarray, color_order: str, out: P
     """Save every head's full map (naive forward) for one image."""
     square, _ = letterbox(image, predictor.config.input_resolution, color_order)
     batch = normalise(square[None], device=predictor.device)
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast(predictor.precision, predictor.device):
         maps = predictor.network(batch)
     np.savez_compressed(out, **{name: m[0].float().cpu().numpy() for name, m in maps.items()})
 

@@ -9,6 +9,10 @@ BACKBONES = ("resnet50", "resnet18", "efficientnet_lite0")
 HEADS = ("hm", "params", "texture", "light", "handmap")
 REQUIRED_HEADS = ("hm", "params")
 DECODE_MODES = ("reference", "robot")
+PRECISIONS = ("auto", "float32", "bfloat16", "float16")
+"""The network's floating-point type at inference (`smhr_core.precision`): `auto` is float16 on
+CUDA and float32 elsewhere. `bfloat16` pays off on CPUs with AVX512-BF16 or AMX (Intel Xeon 4th
+generation and later, AMD Zen 4); other CPUs emulate it, typically slower than float32."""
 
 
 class ConfigError(ValueError):

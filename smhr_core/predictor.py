@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,6 +22,7 @@ from smhr_core.decode import (
 from smhr_core.hand_model import HandModel, HandModelError
 from smhr_core.network import SMHRNet
 from smhr_core.open_hand import open_hand_directory
+from smhr_core.precision import autocast, prefers_channels_last, resolve_precision
 from smhr_core.preprocess import Letterbox, letterbox, normalise
 from smhr_core.results import Hand, Handedness, ImageHands
 
@@ -49,6 +49,13 @@ def resolve_device(device: str) -> torch.device:
     return resolved
 
 
+def _resolve_precision(precision: str, device: torch.device) -> str:
+    try:
+        return resolve_precision(precision, device)
+    except ValueError as error:
+        raise PredictorError(str(error)) from None
+
+
 class Predictor:
     """SMHR inference: letterbox, one batched forward, peak decoding, MANO, camera mapping.
 
@@ -64,14 +71,18 @@ class Predictor:
         decode: DecodeConfig | None = None,
         with_vertices: bool = True,
         input_resolution: int | None = None,
+        precision: str = "auto",
     ) -> None:
         """Load the network and the hand model.
 
         `checkpoint` None means the embedded default. `input_resolution` (pixels) overrides the
         checkpoint's (a release file records none: 384 is assumed for the multi-hand model, 224
-        for the single-hand one); the network is fully convolutional. Raises `PredictorError`.
+        for the single-hand one); the network is fully convolutional. `precision` is the
+        network's floating-point type (`smhr_core.precision.PRECISIONS`). Raises
+        `PredictorError`.
         """
         self.device = resolve_device(device)
+        self.precision = _resolve_precision(precision, self.device)
         self.decode = decode or DecodeConfig()
         self.with_vertices = with_vertices
         path = Path(checkpoint) if checkpoint else DEFAULT_CHECKPOINT
@@ -103,10 +114,12 @@ class Predictor:
         decode: DecodeConfig | None = None,
         with_vertices: bool = True,
         name: str = "in-memory network",
+        precision: str = "auto",
     ) -> Predictor:
         """A predictor around a network already in memory (training evaluation, random weights)."""
         predictor = cls.__new__(cls)
         predictor.device = next(network.parameters()).device
+        predictor.precision = _resolve_precision(precision, predictor.device)
         predictor.decode = decode or DecodeConfig()
         predictor.with_vertices = with_vertices
         predictor.checkpoint_path = Path(name)
@@ -119,14 +132,15 @@ class Predictor:
     def _setup_network(self, network: SMHRNet, config: ModelConfig) -> None:
         self.config = config
         self.network = network.to(self.device).eval()
-        if self.device.type == "cuda":
+        self._channels_last = prefers_channels_last(self.precision, self.device)
+        if self._channels_last:
             self.network = self.network.to(memory_format=torch.channels_last)
 
     @property
     def model_description(self) -> str:
         """Backbone, input resolution (pixels) and checkpoint file name."""
         c = self.config
-        return f"{c.backbone}@{c.input_resolution} {self.checkpoint_path.name}"
+        return f"{c.backbone}@{c.input_resolution} {self.precision} {self.checkpoint_path.name}"
 
     @property
     def hand_model_id(self) -> str:
@@ -179,9 +193,9 @@ class Predictor:
             inputs.append(square)
             boxes.append(box)
         batch = normalise(np.stack(inputs), device=self.device)
-        if self.device.type == "cuda":
+        if self._channels_last:
             batch = batch.to(memory_format=torch.channels_last)
-        with torch.inference_mode(), self._autocast():
+        with torch.inference_mode(), autocast(self.precision, self.device):
             features = self.network.features(batch)
             heatmap = self.network.head_maps(features, ["hm"])["hm"].float()
             peaks = find_peaks(heatmap, self.decode.top_k(resolution), self.decode.threshold())
@@ -227,11 +241,6 @@ class Predictor:
                 )
             )
         return results
-
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.float16)
-        return contextlib.nullcontext()
 
     def _reconstruct(
         self,

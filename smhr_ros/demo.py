@@ -1,7 +1,8 @@
 """The demo: the whole ROS loop on the embedded default model, finishing by itself.
 
     python -m smhr_ros.demo [--frames 48] [--rate 10] [--source demo] [--out DIR]
-                            [--device cpu] [--checkpoint PATH] [--hand-model DIR]
+                            [--device cpu] [--precision bfloat16] [--checkpoint PATH]
+                            [--hand-model DIR]
 
 (`scripts/run.sh demo [args]` sets up the environment and runs this.) Three nodes run as child
 processes of this one: `camera_node` publishes the source (by default the bundled sequence of
@@ -35,6 +36,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
+from smhr_core.config import PRECISIONS
 from smhr_ros.frame_sources import DEMO_SOURCE
 
 IMAGE_TOPIC = "/camera/image_raw"
@@ -178,6 +180,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="torch device for the hands node: auto (CUDA when available), cpu, cuda, cuda:N",
     )
     parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="the hands node's network precision: auto (float16 on CUDA, else float32), "
+        "float32, bfloat16, float16",
+    )
+    parser.add_argument(
         "--checkpoint", default="", help="network checkpoint (default: the embedded model)"
     )
     parser.add_argument(
@@ -207,6 +216,7 @@ def node_commands(args: argparse.Namespace, output_dir: Path) -> dict[str, list[
         "image_topics": [IMAGE_TOPIC],
         "publish_overlay": True,
         "device": args.device,
+        "precision": args.precision,
         "checkpoint": str(Path(args.checkpoint).absolute()) if args.checkpoint else "",
         "hand_model_dir": str(Path(args.hand_model).absolute()) if args.hand_model else "",
     }

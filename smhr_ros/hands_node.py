@@ -145,6 +145,7 @@ class HandsNode(Node):
             config.checkpoint or None,
             config.hand_model_dir or None,
             device=config.device,
+            precision=config.precision,
             decode=config.decode_config(),
             with_vertices=config.publish_vertices
             or config.publish_markers

@@ -22,7 +22,7 @@ from rcl_interfaces.msg import ParameterDescriptor, ParameterType
 from rclpy.exceptions import InvalidTopicNameException
 from rclpy.validate_topic_name import validate_topic_name
 
-from smhr_core.config import DECODE_MODES, ConfigError, DecodeConfig
+from smhr_core.config import DECODE_MODES, PRECISIONS, ConfigError, DecodeConfig
 from smhr_ros.node_parameters import build_descriptor
 
 IMAGE_TRANSPORTS = ("raw", "compressed")
@@ -125,6 +125,16 @@ class NodeConfig:
             "Torch device: 'auto' (CUDA when available, else CPU), 'cpu', 'cuda', 'cuda:N' "
             "or 'mps'.",
             read_only=True,
+        ),
+    )
+    precision: str = field(
+        default="auto",
+        metadata=_meta(
+            "The network's floating-point type: 'auto' (float16 on CUDA, else float32), "
+            "'float32', 'bfloat16' (CPU or CUDA; fast on CPUs with AMX or AVX512-BF16) or "
+            "'float16' (CUDA).",
+            read_only=True,
+            choices=PRECISIONS,
         ),
     )
     torch_threads: int = field(

@@ -5,6 +5,8 @@
     python -m training evaluate --checkpoint runs/smhr/last.pth --data synthetic --count 200
     python -m training evaluate --checkpoint ckpt.pth --data freihand --root FreiHAND_pub_v2 \
         --split evaluation --mode reference --hand-model mano_dir
+    python -m training evaluate --checkpoint ckpt.pth --data scenes --root held_out \
+        --precision bfloat16
     python -m training breakdown --checkpoint ckpt.pth --data scenes --root held_out
     python -m training synth --out held_out --count 500 --seed 123
     python -m training average --out soup.pth runs/a/last.pth runs/b/last.pth
@@ -22,7 +24,7 @@ from pathlib import Path
 from torch.utils.data import Dataset
 
 from smhr_core.checkpoint import CheckpointError, load_checkpoint
-from smhr_core.config import DECODE_MODES, ConfigError, DecodeConfig
+from smhr_core.config import DECODE_MODES, PRECISIONS, ConfigError, DecodeConfig
 from smhr_core.hand_model import HandModel, HandModelError
 from smhr_core.open_hand import open_hand_directory
 from smhr_core.predictor import PredictorError, resolve_device
@@ -56,6 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_arguments(ev)
     ev.add_argument("--mode", choices=DECODE_MODES, default="robot", help="decoding mode")
     ev.add_argument("--threshold", type=float, default=0.3, help="peak score threshold (robot)")
+    ev.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="the network's floating-point type (auto: float16 on CUDA, else float32)",
+    )
     ev.add_argument("--json", type=Path, help="also write the metrics to this JSON file")
 
     breakdown = sub.add_parser(
@@ -159,6 +167,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         max_images=args.max_images,
         progress=sys.stderr.isatty(),
+        precision=args.precision,
     )
     print(report.table())
     if args.json:

@@ -153,9 +153,17 @@ def evaluate_checkpoint(
     batch_size: int = 8,
     max_images: int = 0,
     progress: bool = False,
+    precision: str = "auto",
 ) -> EvaluationReport:
-    """Load `checkpoint` (and the hand model, default: our open hand model) and `evaluate`."""
-    predictor = Predictor(checkpoint, hand_model_dir=hand_model_dir, device=device, decode=decode)
+    """Load `checkpoint` (and the hand model, default: our open hand model) and `evaluate`
+    with the network in `precision` (`smhr_core.precision.PRECISIONS`)."""
+    predictor = Predictor(
+        checkpoint,
+        hand_model_dir=hand_model_dir,
+        device=device,
+        decode=decode,
+        precision=precision,
+    )
     trained_with = predictor.meta.get("hand_model_id")
     if trained_with and trained_with != predictor.hand_model_id:
         raise ValueError(

@@ -121,6 +121,10 @@ def test_cli_random_weights_say_so(tmp_path: Path) -> None:
         (lambda d: [PHOTO, "--checkpoint", d / "none.pth"], "does not exist"),
         (lambda d: [PHOTO, "--random-weights", "resnet18", "--hand-model", d], "MANO_RIGHT.pkl"),
         (lambda d: [PHOTO, "--fx", "500"], "all of --fx --fy --cx --cy"),
+        (
+            lambda d: [PHOTO, *RANDOM, "--device", "cpu", "--precision", "float16"],
+            "use bfloat16 on a CPU",
+        ),
     ],
 )
 def test_cli_bad_input_one_line_exit_2(tmp_path: Path, make, message: str) -> None:

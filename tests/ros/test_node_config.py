@@ -74,6 +74,10 @@ def test_sibling_topics() -> None:
         ({"image_qos": "fast"}, "'image_qos'.*sensor_data"),
         ({"decode_mode": "greedy"}, "'decode_mode'.*reference"),
         ({"device": "gpu0"}, "'device': 'gpu0' is not one of"),
+        (
+            {"precision": "half"},
+            r"'precision': 'half' is not one of \['auto', 'float32', 'bfloat16', 'float16'\]",
+        ),
         ({"score_threshold": 1.5}, r"'score_threshold': 1.5 is outside \[0.0, 1.0\]"),
         ({"max_hands": 0}, r"'max_hands': 0 is outside \[1, 64\]"),
         ({"max_rate_hz": 30}, "'max_rate_hz': 30 must be a float"),

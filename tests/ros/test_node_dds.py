@@ -194,7 +194,10 @@ def test_malformed_inputs_are_logged_once_counted_and_the_node_keeps_serving(
     ros, random_checkpoint: Path
 ) -> None:
     hands = ros.collect(HandArray, "/hands")
-    node = ros.start_node(node_parameters(random_checkpoint, image_topics=["/cam/image_raw"]))
+    # In bfloat16, so that the reduced-precision path also serves over DDS.
+    node = ros.start_node(
+        node_parameters(random_checkpoint, image_topics=["/cam/image_raw"], precision="bfloat16")
+    )
     ros.wait_for_publisher("/hands", START_TIMEOUT_S)
     camera = InProcessCamera(ros, "/cam/image_raw")
     kinds = ("unknown_encoding", "step_size_mismatch", "truncated_data", "zero_size")
@@ -206,6 +209,8 @@ def test_malformed_inputs_are_logged_once_counted_and_the_node_keeps_serving(
             )
         reply = wait_for_stamp(ros, hands, camera.send("good"))
         assert len(reply.hands) == 2, f"the node stopped serving after {kind}"
+        assert "bfloat16" in reply.model
+        assert all(np.isfinite(hand.joints).all() for hand in reply.hands)
     camera.set_info([0.0] * 9)
     assert wait_for_stamp(ros, hands, camera.send("good")).intrinsics_assumed is True
     ros.wait_for_diagnostic(

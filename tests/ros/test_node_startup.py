@@ -1,4 +1,5 @@
-"""hands_node refuses to start on a bad checkpoint, hand model or parameter: one line, exit 1."""
+"""hands_node refuses to start on a bad checkpoint, hand model, parameter or a precision the
+device cannot run: one line, exit 1."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ def test_bad_start_conditions_give_one_error_line_and_exit_code_1(
         "invalid_checkpoint": ({"checkpoint": str(not_a_checkpoint)}, "notes.pth"),
         "missing_hand_model": ({**good, "hand_model_dir": str(empty_dir)}, "MANO_RIGHT.pkl"),
         "invalid_parameter": ({**good, "max_hands": 0}, "'max_hands'"),
+        "float16_on_cpu": ({**good, "precision": "float16"}, "use bfloat16 on a CPU"),
     }
     # The installed console script, as `ros2 run` / `hands_node` would start it.
     script = Path(sys.executable).parent / "hands_node"
