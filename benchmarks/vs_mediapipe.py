@@ -28,6 +28,7 @@ Usage (from the repository root):
     bash benchmarks/setup_mediapipe.sh
     .venv/bin/python benchmarks/vs_mediapipe.py --random-weights resnet18 --out vs_mp.json
     .venv/bin/python benchmarks/vs_mediapipe.py --checkpoint model.pth photos/ --out vs_mp.json
+    .venv/bin/python benchmarks/vs_mediapipe.py --precision bfloat16 --out vs_mp_bf16.json
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 from smhr_core.__main__ import UsageError, build_predictor, collect_images, read_image
-from smhr_core.config import BACKBONES, ConfigError
+from smhr_core.config import BACKBONES, PRECISIONS, ConfigError
 from smhr_core.predictor import Predictor, PredictorError
 from smhr_core.results import Handedness
 from smhr_ros.demo_sequence import LABELS_FILE, DemoSequenceError, load_demo_sequence
@@ -137,6 +138,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threshold", type=float, default=0.3, help="SMHR score threshold")
     parser.add_argument("--max-hands", type=int, default=4, help="hands per image, both methods")
     parser.add_argument("--device", default="cpu", help="torch device for SMHR")
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="SMHR network precision (auto: float16 on CUDA, else float32; bfloat16 on CPUs "
+        "with AMX or AVX512-BF16)",
+    )
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     parser.add_argument(
         "--mediapipe-python",
