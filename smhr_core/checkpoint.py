@@ -315,7 +315,8 @@ def save_checkpoint(
         _check_plain(dict(optimizer_state), "optimizer_state")
     payload: dict[str, Any] = {
         "epoch": int(epoch),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        # Contiguous whatever layout the model trained in (channels-last): one canonical file.
+        "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
         "smhr_meta": {"format": FORMAT, "model": config.to_dict(), **meta},
     }
     if optimizer_state is not None:

@@ -365,6 +365,9 @@ class TrainingConfig:
     """`auto` (CUDA when available), `cpu`, `cuda` or `cuda:N`."""
     amp: bool = True
     """Mixed precision; applies on CUDA only."""
+    channels_last: bool = True
+    """Keep the network's weights and input images channels-last (NHWC): the same arithmetic in
+    the layout oneDNN and cuDNN convolve fastest; checkpoints are written contiguous as ever."""
     output_dir: str = "runs/smhr"
     checkpoint_every: int = 10
     """Epochs between checkpoints (the last epoch is always saved)."""

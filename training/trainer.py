@@ -175,6 +175,10 @@ class Trainer:
                 )
             network.load_state_dict(state)
         network.to(self.device)
+        self.memory_format = (
+            torch.channels_last if config.channels_last else torch.contiguous_format
+        )
+        network.to(memory_format=self.memory_format)
         self.average: AveragedModel | None = None
         if config.optim.ema_decay > 0:
             self.average = AveragedModel(
@@ -264,7 +268,9 @@ class Trainer:
         return contextlib.nullcontext()
 
     def _to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        moved = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        moved[S.IMAGE] = moved[S.IMAGE].contiguous(memory_format=self.memory_format)
+        return moved
 
     def forward_loss(
         self, batch: dict[str, torch.Tensor], photometric: bool
@@ -433,7 +439,10 @@ class Trainer:
             if self.config.optim.freeze_backbone
             else None
         )
-        images = (b[S.IMAGE].to(self.device) for b in itertools.islice(self.loader, batches))
+        images = (
+            b[S.IMAGE].to(self.device).contiguous(memory_format=self.memory_format)
+            for b in itertools.islice(self.loader, batches)
+        )
         update_bn(images, network)
         if kept is not None:
             network.backbone.load_state_dict(kept)

@@ -157,6 +157,33 @@ def test_resume_continues_from_the_checkpoint(run: Run, tmp_path: Path) -> None:
     assert load_checkpoint(tmp_path / LAST_CHECKPOINT).report.epoch == 4
 
 
+def test_channels_last_trains_like_contiguous_and_saves_contiguous(run: Run, tmp_path) -> None:
+    losses = {}
+    for channels_last in (True, False):
+        config = load_training_config(
+            None,
+            [
+                *SETTINGS,
+                f"output_dir={tmp_path / str(channels_last)}",
+                f"channels_last={str(channels_last).lower()}",
+                "optim.epochs=2",
+                "optim.max_steps_per_epoch=2",
+                "stage.photometric=false",
+                "log.tensorboard=false",
+                "log.images_every=0",
+            ],
+        )
+        trainer = Trainer(config, dataset=run.samples)
+        conv = trainer.model.layer1[0].conv1.weight
+        assert conv.is_contiguous(memory_format=torch.channels_last) is channels_last
+        result = trainer.fit()
+        losses[channels_last] = [e.losses["total"] for e in result.epochs]
+        saved = torch.load(result.checkpoints[-1], weights_only=True)["state_dict"]
+        assert all(v.is_contiguous() for v in saved.values())
+    # The same arithmetic in another layout: equal up to float32 summation order.
+    np.testing.assert_allclose(losses[True], losses[False], rtol=1e-3)
+
+
 class _RecordingScenes(torch.utils.data.Dataset):
     """Forty indices over the run's four samples; remembers which indices were drawn."""
 
