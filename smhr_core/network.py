@@ -123,9 +123,30 @@ class SMHRNet(nn.Module):
         self._check_names(names)
         return {name: getattr(self, name)(feat) for name in names}
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Full maps of every head in the config, keyed by head name."""
-        return self.head_maps(self.features(x))
+    def forward(
+        self,
+        x: torch.Tensor,
+        centres: torch.Tensor | None = None,
+        centre_heads: tuple[str, ...] = (),
+    ) -> dict[str, torch.Tensor]:
+        """Every head in the config, keyed by head name: full (B, C, R/4, R/4) maps.
+
+        With `centres`, (B, M) flat cell indices (row * R/4 + column), the heads named in
+        `centre_heads` are evaluated only at those cells and come back as (B, M, C) (training
+        reads `params`, `texture` and `light` only there; `heads_at` gives the same values).
+        """
+        feat = self.features(x)
+        at = tuple(name for name in centre_heads if name in self.head_names)
+        if centres is None or not at:
+            return self.head_maps(feat)
+        outputs = self.head_maps(feat, [n for n in self.head_names if n not in at])
+        batch, slots = centres.shape
+        width = feat.shape[-1]
+        flat = centres.reshape(-1).long()
+        batch_index = torch.arange(batch, device=feat.device).repeat_interleave(slots)
+        values = self.heads_at(feat, batch_index, flat // width, flat % width, at)
+        outputs.update({name: v.reshape(batch, slots, -1) for name, v in values.items()})
+        return outputs
 
     def heads_at(
         self,

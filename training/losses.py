@@ -160,7 +160,13 @@ def focal_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def gather_cells(maps: torch.Tensor, ind: torch.Tensor) -> torch.Tensor:
-    """Values of (B, C, W, W) maps at flat cell indices (B, M) -> (B, M, C)."""
+    """Values of (B, C, W, W) maps at flat cell indices (B, M) -> (B, M, C).
+
+    (B, M, C) values, a head the network evaluated at these cells only (`SMHRNet.forward` with
+    `centres`), are already that and are returned as they are.
+    """
+    if maps.dim() == 3:
+        return maps
     batch, channels = maps.shape[:2]
     flat = maps.reshape(batch, channels, -1)
     index = ind.long().clamp(0, flat.shape[2] - 1)[:, None, :].expand(-1, channels, -1)

@@ -55,6 +55,8 @@ from training.render import HandRenderer, albedo_from_texture
 CHECKPOINT_PATTERN = "epoch_{epoch:04d}.pth"
 LAST_CHECKPOINT = "last.pth"
 LIVE_WEIGHTS = "live_weights"
+CENTRE_HEADS = ("params", "texture", "light")
+"""Heads the loss reads only at the labelled hand centres (`SMHRNet.forward` with `centres`)."""
 """Key of the live (not averaged) weights in the saved training state of an averaging run."""
 _PREVIEW_LIGHT_BAND = 2
 """SH band of the camera-facing (z) direction, lit in previews of models without a light head."""
@@ -277,7 +279,9 @@ class Trainer:
     ) -> tuple[LossBreakdown, HandPredictions, dict[str, torch.Tensor]]:
         """Network forward and loss of one batch (already on the device)."""
         with self._autocast():
-            outputs = self.model(batch[S.IMAGE])
+            # The loss reads these heads only at the labelled centres: evaluating them there
+            # alone saves most of the params head's cost (256 hidden channels at every cell).
+            outputs = self.model(batch[S.IMAGE], batch[S.IND], CENTRE_HEADS)
         outputs = {k: v.float() for k, v in outputs.items()}
         loss, pred = self.loss(outputs, batch, photometric=photometric)
         return loss, pred, outputs

@@ -159,6 +159,32 @@ def test_heads_at_equals_full_maps_including_borders_and_corners() -> None:
         assert empty["params"].shape == (0, 122)
 
 
+def test_forward_with_centres_reads_those_heads_at_the_centres_only() -> None:
+    torch.manual_seed(1)
+    config = ModelConfig(
+        backbone="efficientnet_lite0",
+        input_resolution=64,
+        heads=("hm", "params", "texture", "light", "handmap"),
+    )
+    model = SMHRNet(config).eval()
+    with torch.no_grad():
+        for name in config.heads:
+            getattr(model, name)[2].weight.normal_(0.0, 0.05)
+        x = torch.randn(2, 3, 64, 64)
+        full = model(x)
+        centres = torch.tensor([[0, 17, 255], [136, 15, 0]])  # (B, M) flat cells of a 16 x 16 map
+        sparse = model(x, centres, ("params", "texture", "light", "absent"))
+    assert set(sparse) == set(full)
+    for name in ("hm", "handmap"):
+        assert torch.equal(sparse[name], full[name])
+    for name in ("params", "texture", "light"):
+        flat = full[name].flatten(2)  # (B, C, 256)
+        expected = torch.stack([flat[b, :, centres[b]].T for b in range(2)])
+        assert sparse[name].shape == (2, 3, HEAD_CHANNELS[name])
+        assert torch.allclose(sparse[name], expected, rtol=1e-4, atol=1e-5), name
+    assert model(x, None, ("params",))["params"].shape == full["params"].shape
+
+
 def test_same_padding_follows_tensorflow() -> None:
     torch.manual_seed(0)
     conv = SamePadConv2d(2, 3, kernel_size=3, stride=2)

@@ -100,7 +100,9 @@ def test_training_continues_a_narrower_checkpoint_and_the_new_units_learn(
     samples = list(build_dataset(config.data, config.model.input_resolution))
     trainer = Trainer(config, dataset=samples)
     network = trainer.model
-    x = torch.randn(1, 3, 64, 64)
+    # Both in the trainer's layout (channels-last), so that only the widening could differ.
+    narrow.to(memory_format=trainer.memory_format)
+    x = torch.randn(1, 3, 64, 64).contiguous(memory_format=trainer.memory_format)
     network.eval()
     with torch.no_grad():
         torch.testing.assert_close(network(x)["params"], narrow(x)["params"], rtol=0.0, atol=0.0)

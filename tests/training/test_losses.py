@@ -117,6 +117,25 @@ def test_exact_labels_give_zero_geometric_losses(
     assert set(map(tuple, torch.nonzero(grad).tolist())) <= {(0, 6, 5), (0, 9, 10), (1, 8, 8)}
 
 
+def test_values_read_at_the_centres_give_the_loss_and_gradients_of_full_maps(
+    hand_model: HandModel, exact_scene: SceneBuilder
+) -> None:
+    outputs, batch = exact_scene([[(5, 6), (10, 9)], [(8, 8)]], [[True, False], [False]])
+    torch.manual_seed(0)
+    with torch.no_grad():
+        outputs["params"] += 0.05 * torch.randn_like(outputs["params"])  # nonzero 2D/3D terms
+    loss_fn = SMHRLoss(LossWeights(), hand_model, R)
+    full, _ = loss_fn(outputs, batch)
+    full.total.backward()
+    at_centres = gather_cells(outputs["params"].detach(), batch[S.IND]).requires_grad_(True)
+    sparse, _ = loss_fn({**outputs, "params": at_centres}, batch)
+    assert sparse.reprojection.item() > 1e-3 and sparse.orientation.item() > 1e-3
+    for term in ("total", "reprojection", "joints_3d", "orientation", "prior", "side"):
+        assert getattr(sparse, term).item() == pytest.approx(getattr(full, term).item()), term
+    sparse.total.backward()
+    torch.testing.assert_close(at_centres.grad, gather_cells(outputs["params"].grad, batch[S.IND]))
+
+
 def test_labelled_handedness_picks_the_parameter_set(
     hand_model: HandModel, exact_scene: SceneBuilder
 ) -> None:
