@@ -7,6 +7,8 @@
         --split evaluation --mode reference --hand-model mano_dir
     python -m training evaluate --checkpoint ckpt.pth --data scenes --root held_out \
         --precision bfloat16
+    python -m training evaluate --checkpoint ckpt.pth --data synthetic --count 100 \
+        --resolution 384
     python -m training breakdown --checkpoint ckpt.pth --data scenes --root held_out
     python -m training synth --out held_out --count 500 --seed 123
     python -m training average --out soup.pth runs/a/last.pth runs/b/last.pth
@@ -58,6 +60,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_arguments(ev)
     ev.add_argument("--mode", choices=DECODE_MODES, default="robot", help="decoding mode")
     ev.add_argument("--threshold", type=float, default=0.3, help="peak score threshold (robot)")
+    ev.add_argument(
+        "--resolution",
+        type=int,
+        default=0,
+        help="image side of the evaluation images, pixels (default: the model's input); other "
+        "sizes are letterboxed to the model's input, so hands appear smaller or larger",
+    )
     ev.add_argument(
         "--precision",
         choices=PRECISIONS,
@@ -156,7 +165,7 @@ def _dataset(args: argparse.Namespace, resolution: int) -> Dataset:
 
 def _evaluate(args: argparse.Namespace) -> int:
     model_config = load_checkpoint(args.checkpoint).config
-    dataset = _dataset(args, model_config.input_resolution)
+    dataset = _dataset(args, args.resolution or model_config.input_resolution)
     decode = DecodeConfig(mode=args.mode, score_threshold=args.threshold, max_hands=args.max_hands)
     report = evaluate_checkpoint(
         args.checkpoint,

@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from smhr_core.camera import virtual_intrinsics
 from smhr_core.config import DecodeConfig
 from smhr_core.predictor import Predictor
 from smhr_core.results import Handedness, ImageHands
@@ -106,7 +107,10 @@ def evaluate(
     max_images: int = 0,
     progress: bool = False,
 ) -> EvaluationReport:
-    """Run every sample of `dataset` (or the first `max_images`) through `predictor`."""
+    """Run every sample of `dataset` (or the first `max_images`) through `predictor`.
+
+    The images may be of any square size: the predictor letterboxes them to the network's input.
+    """
     resolution = predictor.config.input_resolution
     if not predictor.with_vertices:
         raise ValueError("evaluate: the predictor must return vertices (with_vertices=True)")
@@ -120,12 +124,17 @@ def evaluate(
             if seen >= total:
                 break
             images = batch[S.IMAGE_RGB][: total - seen]
-            if images.shape[-1] != resolution or images.shape[-2] != resolution:
+            side = int(images.shape[-1])
+            if int(images.shape[-2]) != side:
                 raise ValueError(
-                    f"evaluate: dataset images are {tuple(images.shape[-2:])}, the model takes "
-                    f"{resolution} x {resolution}"
+                    f"evaluate: dataset images are {tuple(images.shape[-2:])}, not square"
                 )
-            results = predictor.predict(list(_to_uint8_rgb(images)), color_order="rgb")
+            # Labels of other-sized images are in their own virtual camera; the predictor
+            # letterboxes them to the network's input and maps its hands back into it.
+            cameras = None if side == resolution else [virtual_intrinsics(side)] * len(images)
+            results = predictor.predict(
+                list(_to_uint8_rgb(images)), color_order="rgb", camera_matrices=cameras
+            )
             for i, result in enumerate(results):
                 sample = {k: v[i] for k, v in batch.items()}
                 accumulator.add_image(predicted_hands(result), sample_truth(sample))
