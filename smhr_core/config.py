@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 BACKBONES = ("resnet50", "resnet18", "efficientnet_lite0")
-HEADS = ("hm", "params", "texture", "light", "handmap")
+HEADS = ("hm", "params", "texture", "light", "handmap", "keypoints")
 REQUIRED_HEADS = ("hm", "params")
 DECODE_MODES = ("reference", "robot")
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
@@ -137,6 +137,9 @@ class DecodeConfig:
     mode: str = "robot"
     score_threshold: float = 0.3
     max_hands: int = 4
+    fit_keypoints: bool = True
+    """With a model that has the `keypoints` head (ours), fit each hand's mesh to the joints its
+    heatmaps locate (`smhr_core.fit_2d`); without that head this does nothing."""
 
     def __post_init__(self) -> None:
         if self.mode not in DECODE_MODES:
@@ -147,6 +150,8 @@ class DecodeConfig:
             )
         if not isinstance(self.max_hands, int) or not 1 <= self.max_hands <= 64:
             raise ConfigError(f"decode.max_hands: {self.max_hands!r} must be an integer in [1, 64]")
+        if not isinstance(self.fit_keypoints, bool):
+            raise ConfigError(f"decode.fit_keypoints: {self.fit_keypoints!r} must be true or false")
 
     def top_k(self, input_resolution: int) -> int:
         """Number of peaks to read from the heatmap."""

@@ -15,8 +15,18 @@ from torch import nn
 from smhr_core.backbones import build_backbone
 from smhr_core.config import ModelConfig
 
-HEAD_CHANNELS = {"hm": 1, "params": 122, "texture": 2334, "light": 27, "handmap": 2}
-"""Output channels of each head (see SPEC: params = left 61 + right 61)."""
+KEYPOINT_JOINTS = 21
+"""Joint heatmap channels of the `keypoints` head (FreiHAND order); two offset channels follow."""
+HEAD_CHANNELS = {
+    "hm": 1,
+    "params": 122,
+    "texture": 2334,
+    "light": 27,
+    "handmap": 2,
+    "keypoints": KEYPOINT_JOINTS + 2,
+}
+"""Output channels of each head (see SPEC: params = left 61 + right 61). `keypoints` is ours, not
+the release's: a heatmap per joint, then the sub-cell (x, y) offset of a joint at its cell."""
 
 NECK_CHANNELS = 256
 """The release's neck width (also its heads' hidden width); `ModelConfig.neck_channels`."""
@@ -48,6 +58,10 @@ def _make_head(name: str, width: int, hidden: int) -> nn.Sequential:
     )
     if name in _HEATMAP_HEADS:
         nn.init.constant_(head[2].bias, HEATMAP_BIAS)
+    elif name == "keypoints":
+        # Heatmap channels start like `hm` (few positives); the offsets start at zero.
+        nn.init.constant_(head[2].bias[:KEYPOINT_JOINTS], HEATMAP_BIAS)
+        nn.init.zeros_(head[2].bias[KEYPOINT_JOINTS:])
     else:
         # Regression heads start near zero so early training is driven by the data terms.
         for conv in (head[0], head[2]):

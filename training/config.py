@@ -187,6 +187,11 @@ class LossWeights:
     finger angle gets about 1/100 of this term's pull, and the network's finger pose was barely
     better than a flat hand (held-out finger-angle error 0.17 rad against 0.23) while a probe on
     its own features reached 0.13."""
+    keypoint_heatmap: float = 100.0
+    """CornerNet focal loss of the per-joint heatmaps of the `keypoints` head (ours; the term is 0
+    for models without that head). 100, like the centre heatmap's."""
+    keypoint_offset: float = 100.0
+    """L1 (cells) of the joints' sub-cell offsets read from the `keypoints` head."""
     hard_fraction: float = 0.7
     """With the photometric loss on, each batch averages this worst fraction of samples."""
 

@@ -19,7 +19,10 @@ Terms (weights from `training.config.LossWeights`):
 - `finger_rotation` (ours, weight 0 by default): the same distance for each of the 15 finger
   joints' rotations relative to their parents, summed over the joints (hands with `has_mano`);
 - `side` (ours, weight 0 by default): binary cross-entropy of the handedness read where the
-  decoder reads it, the `handmap` logits at each labelled centre (right minus left).
+  decoder reads it, the `handmap` logits at each labelled centre (right minus left);
+- `keypoint_heatmap` / `keypoint_offset` (ours, models with the `keypoints` head): the focal
+  loss of the per-joint heatmaps and the L1 of the joints' sub-cell offsets
+  (`training.keypoint_targets`).
 
 The network's parameters are read at each labelled hand's centre cell `ind` (the ground-truth
 centre, as in training), from the left or the right set by the labelled handedness, and decoded
@@ -52,6 +55,7 @@ from smhr_core.rotations import axis_angle_to_matrix
 from training import sample as S
 from training.config import LossWeights
 from training.joint_limits import left_limits, right_limits
+from training.keypoint_targets import keypoint_targets, offset_loss
 from training.render import HandRenderer, albedo_from_texture
 
 FOCAL_ALPHA = 2.0
@@ -89,6 +93,8 @@ TERMS = (
     "side",
     "orientation",
     "finger_rotation",
+    "keypoint_heatmap",
+    "keypoint_offset",
 )
 
 
@@ -112,6 +118,8 @@ class LossBreakdown:
     side: torch.Tensor
     orientation: torch.Tensor
     finger_rotation: torch.Tensor
+    keypoint_heatmap: torch.Tensor
+    keypoint_offset: torch.Tensor
 
     def scalars(self) -> dict[str, float]:
         """Every field as a Python float (for logs)."""
@@ -340,6 +348,19 @@ class SMHRLoss(nn.Module):
         ).sum((-1, -2))  # (B, M, 16): the global orientation, then the 15 finger joints
         per_sample["orientation"] = _hand_mean(rotation_err[..., 0], has_mano)
         per_sample["finger_rotation"] = _hand_mean(rotation_err[..., 1:].sum(-1), has_mano)
+
+        if "keypoints" in outputs:
+            maps = outputs["keypoints"]
+            targets = keypoint_targets(
+                batch[S.KEYPOINTS_PX], batch[S.KEYPOINTS_VIS], valid, maps.shape[-1]
+            )
+            per_sample["keypoint_heatmap"] = focal_loss(
+                maps[:, : targets.heatmap.shape[1]], targets.heatmap
+            )
+            per_sample["keypoint_offset"] = offset_loss(maps, targets)
+        else:
+            per_sample["keypoint_heatmap"] = zeros
+            per_sample["keypoint_offset"] = zeros
 
         if photometric:
             per_sample["photometric"], per_sample["mask"] = self._photometric(outputs, batch, pred)

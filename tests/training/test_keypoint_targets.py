@@ -1,0 +1,69 @@
+"""Targets and offset loss of the `keypoints` head, and their place in the training loss."""
+
+from __future__ import annotations
+
+import torch
+
+from smhr_core.network import KEYPOINT_JOINTS
+from training.keypoint_targets import keypoint_targets, offset_loss
+from training.losses import focal_loss
+
+WIDTH = 16
+
+
+def _keypoints() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Two images of two slots; no two joints of one image share a cell."""
+    g = torch.Generator().manual_seed(0)
+    cells = torch.stack(
+        [torch.randperm(WIDTH * WIDTH, generator=g)[: 2 * KEYPOINT_JOINTS] for _ in range(2)]
+    )
+    cells = cells.reshape(2, 2, KEYPOINT_JOINTS)
+    whole = torch.stack([cells % WIDTH, cells // WIDTH], dim=-1).float()
+    keypoints = (whole + torch.rand(2, 2, KEYPOINT_JOINTS, 2, generator=g) * 0.99) * 4
+    visible = torch.ones(2, 2, KEYPOINT_JOINTS)
+    valid = torch.tensor([[1.0, 1.0], [1.0, 0.0]])  # the second image has one hand
+    return keypoints, visible, valid
+
+
+def test_each_labelled_joint_peaks_at_its_cell_with_its_offset() -> None:
+    keypoints, visible, valid = _keypoints()
+    visible[0, 0, 3] = 0.0
+    keypoints[0, 1, 5] = torch.tensor([-3.0, 10.0])  # outside the image
+    t = keypoint_targets(keypoints, visible, valid, WIDTH)
+    assert t.heatmap.shape == (2, KEYPOINT_JOINTS, WIDTH, WIDTH)
+    cells = (keypoints / 4).floor().long()
+    for b, m, j in [(0, 0, 0), (0, 1, 20), (1, 0, 7)]:
+        x, y = cells[b, m, j].tolist()
+        assert float(t.heatmap[b, j, y, x]) == 1.0
+        assert int(t.cell[b, m, j]) == y * WIDTH + x
+        torch.testing.assert_close(t.offset[b, m, j], keypoints[b, m, j] / 4 - cells[b, m, j])
+    assert float(t.on[0, 0, 3]) == 0.0 and float(t.on[0, 1, 5]) == 0.0
+    assert float(t.on[1, 1].sum()) == 0.0  # the empty slot
+    assert float(t.heatmap.max()) == 1.0 and float(t.heatmap.min()) == 0.0
+    # The empty slot puts nothing on the second image: only its one hand's 21 peaks.
+    assert int((t.heatmap[1] == 1.0).sum()) == KEYPOINT_JOINTS
+
+
+def test_offset_loss_is_zero_for_the_right_offsets_only() -> None:
+    keypoints, visible, valid = _keypoints()
+    t = keypoint_targets(keypoints, visible, valid, WIDTH)
+    maps = torch.zeros(2, KEYPOINT_JOINTS + 2, WIDTH, WIDTH)
+    flat = maps[:, KEYPOINT_JOINTS:].reshape(2, 2, -1)
+    on = t.on > 0
+    for b in range(2):
+        cells, offsets = t.cell[b][on[b]], t.offset[b][on[b]]
+        flat[b, 0, cells] = offsets[:, 0]
+        flat[b, 1, cells] = offsets[:, 1]
+    maps[:, KEYPOINT_JOINTS:] = flat.reshape(2, 2, WIDTH, WIDTH)
+    torch.testing.assert_close(offset_loss(maps, t), torch.zeros(2))
+    shifted = maps.clone()
+    shifted[:, KEYPOINT_JOINTS:] += 0.3
+    torch.testing.assert_close(offset_loss(shifted, t), torch.full((2,), 0.6))
+
+
+def test_heatmap_focal_loss_rewards_the_targets() -> None:
+    keypoints, visible, valid = _keypoints()
+    t = keypoint_targets(keypoints, visible, valid, WIDTH)
+    good = torch.logit(t.heatmap.clamp(1e-4, 1 - 1e-4))
+    flat = torch.full_like(good, -4.59)
+    assert bool((focal_loss(good, t.heatmap) < focal_loss(flat, t.heatmap) / 10).all())
