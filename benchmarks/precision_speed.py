@@ -1,8 +1,11 @@
-"""Reduced precision against float32: time per image and agreement of the hands, same run.
+"""Reduced precision, and the keypoint fit, against a baseline: time per image and agreement of
+the hands, same run.
 
-One `smhr_core.predictor.Predictor` per precision (the same checkpoint, by default the embedded
+One `smhr_core.predictor.Predictor` per variant (the same checkpoint, by default the embedded
 one) runs on the same images, in an order that alternates from image to image so that drifting
-machine load affects every precision alike. The first precision listed is the baseline.
+machine load affects every variant alike. The first variant listed is the baseline. A variant is
+a precision, optionally with `+nofit`: the hands as the network regressed them, without the fit
+to the `keypoints` head's joints (`smhr_core.fit_2d`; models without that head never fit).
 
 Per thread count and precision: time per image (median and p90 of `predict` on one decoded
 image: letterbox, network, decoding, MANO), its ratio to the baseline's median, hands found, and
@@ -15,6 +18,7 @@ whether this CPU does.
 
 Usage (from the repository root):
     .venv/bin/python benchmarks/precision_speed.py --threads 1,2 --out precision.json
+    .venv/bin/python benchmarks/precision_speed.py --precisions float32+nofit,float32,bfloat16
 """
 
 from __future__ import annotations
@@ -40,6 +44,14 @@ DEFAULT_INPUTS = (
     ROOT / "smhr_ros" / "data" / "demo" / "frames",
 )
 BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+NO_FIT = "+nofit"
+
+
+def split_variant(variant: str) -> tuple[str, bool]:
+    """'bfloat16+nofit' -> ('bfloat16', False): the precision and whether hands are fitted."""
+    if variant.endswith(NO_FIT):
+        return variant[: -len(NO_FIT)], False
+    return variant, True
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -54,7 +66,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--precisions",
         default="float32,bfloat16",
-        help=f"comma-separated, the first is the baseline; of {', '.join(PRECISIONS)}",
+        help="comma-separated variants, the first is the baseline: one of "
+        f"{', '.join(PRECISIONS)}, each optionally with {NO_FIT} (no keypoint fit)",
     )
     parser.add_argument("--threads", default="1,2", help="comma-separated torch thread counts")
     parser.add_argument("--device", default="cpu", help="torch device")
@@ -64,9 +77,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     args = parser.parse_args(argv)
     args.precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
-    unknown = [p for p in args.precisions if p not in PRECISIONS]
-    if unknown or len(args.precisions) < 2:
-        parser.error(f"--precisions: give at least two of {list(PRECISIONS)} (got {unknown})")
+    unknown = [p for p in args.precisions if split_variant(p)[0] not in PRECISIONS]
+    if unknown or len(args.precisions) < 2 or len(set(args.precisions)) < len(args.precisions):
+        parser.error(
+            f"--precisions: give at least two different variants of {list(PRECISIONS)}, each "
+            f"optionally with {NO_FIT} (got {args.precisions})"
+        )
     args.threads = [int(t) for t in args.threads.split(",")]
     if min(args.threads) < 1 or args.repeats < 1 or args.warmup < 0:
         parser.error("--threads and --repeats must be >= 1, --warmup >= 0")
@@ -167,7 +183,7 @@ def print_table(report: dict) -> None:
         f"model {report['model']}; baseline {report['baseline']}\n"
     )
     header = (
-        "| threads | precision | ms median / p90 | speed vs baseline | hands | same cell "
+        "| threads | variant | ms median / p90 | speed vs baseline | hands | same cell "
         "| same side | keypoint diff px median / max | score diff median |"
     )
     print(header)
@@ -188,11 +204,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         paths = collect_images(args.inputs or [p for p in DEFAULT_INPUTS if p.exists()])
         images = [read_image(p) for p in paths]
-        decode = DecodeConfig(score_threshold=args.threshold)
-        predictors = {
-            name: Predictor(args.checkpoint, device=args.device, decode=decode, precision=name)
-            for name in args.precisions
-        }
+        predictors = {}
+        for name in args.precisions:
+            precision, fit = split_variant(name)
+            decode = DecodeConfig(score_threshold=args.threshold, fit_keypoints=fit)
+            predictors[name] = Predictor(
+                args.checkpoint, device=args.device, decode=decode, precision=precision
+            )
     except (UsageError, PredictorError, ConfigError) as error:
         print(f"precision_speed: {error}")
         return 2

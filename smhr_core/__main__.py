@@ -74,6 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--mode", choices=DECODE_MODES, default="robot", help="decoding mode")
     parser.add_argument("--threshold", type=float, default=0.3, help="score threshold (robot mode)")
     parser.add_argument("--max-hands", type=int, default=4, help="hands per image (robot mode)")
+    parser.add_argument(
+        "--no-keypoint-fit",
+        action="store_true",
+        help="keep the regressed hands (do not fit them to the keypoints head's joints)",
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     parser.add_argument(
         "--precision",
@@ -138,7 +143,12 @@ def camera_matrix(args: argparse.Namespace) -> np.ndarray | None:
 
 def build_predictor(args: argparse.Namespace) -> tuple[Predictor, str]:
     """The predictor and a sentence saying which weights it runs."""
-    decode = DecodeConfig(mode=args.mode, score_threshold=args.threshold, max_hands=args.max_hands)
+    decode = DecodeConfig(
+        mode=args.mode,
+        score_threshold=args.threshold,
+        max_hands=args.max_hands,
+        fit_keypoints=not args.no_keypoint_fit,
+    )
     if args.random_weights:
         config = ModelConfig(backbone=args.random_weights, input_resolution=args.resolution or 384)
         torch.manual_seed(0)

@@ -19,6 +19,7 @@ import numpy as np
 import scipy.sparse
 import smplx
 import torch
+from smplx.lbs import batch_rigid_transform, batch_rodrigues, blend_shapes, vertices2joints
 from smplx.utils import Struct
 
 from smhr_core.mano_pickle import MANO_DOWNLOAD_HINT, ManoPickleError, load_mano_pickle
@@ -198,3 +199,58 @@ class HandModel(torch.nn.Module):
         return HandModelOutput(
             vertices=vertices + offset, joints=joints + offset, rest_wrist=rest_wrist
         )
+
+    def joints(
+        self,
+        global_orient: torch.Tensor,
+        hand_pose: torch.Tensor,
+        betas: torch.Tensor,
+        translation: torch.Tensor,
+        is_right: torch.Tensor,
+    ) -> torch.Tensor:
+        """(N, 21, 3) joints of `forward` (metres, FreiHAND order), computed without the mesh.
+
+        Only the five fingertip vertices are posed (with their pose blend shapes and skinning
+        weights), so this is much cheaper than `forward` and differentiable, with no
+        data-dependent indexing (the joints of both sides are computed and selected), which
+        the 2D fit (`smhr_core.fit_2d`) differentiates many times per image. Same arguments as
+        `forward`.
+        """
+        right = _chain_joints(self.right, self._tips_right, global_orient, hand_pose, betas)
+        left = _chain_joints(self.left, self._tips_left, global_orient, hand_pose, betas)
+        chosen = torch.where(is_right.to(torch.bool)[:, None, None], right, left)
+        return chosen[:, self._order] + translation[:, None, :]
+
+
+def _chain_joints(
+    layer: smplx.MANO,
+    tips: torch.Tensor,
+    global_orient: torch.Tensor,
+    hand_pose: torch.Tensor,
+    betas: torch.Tensor,
+) -> torch.Tensor:
+    """MANO's 16 chain joints then the 5 tip vertices (N, 21, 3), as smplx's `lbs` poses them."""
+    n = global_orient.shape[0]
+    dtype = layer.v_template.dtype
+    betas = betas.to(dtype)
+    rest = vertices2joints(
+        layer.J_regressor, layer.v_template + blend_shapes(betas, layer.shapedirs)
+    )
+    rotations = batch_rodrigues(
+        torch.cat([global_orient, hand_pose], dim=1).reshape(-1, 3).to(dtype)
+    )
+    rotations = rotations.reshape(n, -1, 3, 3)
+    eye = torch.eye(3, dtype=dtype, device=rotations.device)
+    pose_feature = (rotations[:, 1:] - eye).reshape(n, -1)
+    vertex_count = layer.v_template.shape[0]
+    tip_posedirs = layer.posedirs.reshape(-1, vertex_count, 3)[:, tips].reshape(
+        pose_feature.shape[1], -1
+    )
+    tips_shaped = layer.v_template[tips] + blend_shapes(betas, layer.shapedirs[tips])
+    tips_posed = tips_shaped + (pose_feature @ tip_posedirs).reshape(n, -1, 3)
+    chain, transforms = batch_rigid_transform(rotations, rest, layer.parents, dtype=dtype)
+    skin = (layer.lbs_weights[tips] @ transforms.reshape(n, transforms.shape[1], 16)).reshape(
+        n, -1, 4, 4
+    )
+    tips_out = (skin[..., :3, :3] @ tips_posed[..., None])[..., 0] + skin[..., :3, 3]
+    return torch.cat([chain, tips_out], dim=1)

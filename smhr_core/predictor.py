@@ -19,7 +19,10 @@ from smhr_core.decode import (
     split_params,
     virtual_translation,
 )
+from smhr_core.fit_2d import fit_hands
+from smhr_core.fit_2d import project as project_virtual
 from smhr_core.hand_model import HandModel, HandModelError
+from smhr_core.keypoint_heatmap import read_keypoints
 from smhr_core.network import SMHRNet
 from smhr_core.open_hand import open_hand_directory
 from smhr_core.precision import autocast, prefers_channels_last, resolve_precision
@@ -137,6 +140,11 @@ class Predictor:
             self.network = self.network.to(memory_format=torch.channels_last)
 
     @property
+    def fits_keypoints(self) -> bool:
+        """Whether hands are fitted to the `keypoints` head's joints (`DecodeConfig`)."""
+        return self.decode.fit_keypoints and "keypoints" in self.config.heads
+
+    @property
     def model_description(self) -> str:
         """Backbone, input resolution (pixels) and checkpoint file name."""
         c = self.config
@@ -201,6 +209,11 @@ class Predictor:
             peaks = find_peaks(heatmap, self.decode.top_k(resolution), self.decode.threshold())
             names = [n for n in ("params", "handmap") if n in self.config.heads]
             at_peaks = self.network.heads_at(features, peaks.batch_index, peaks.ys, peaks.xs, names)
+            keypoint_maps = (
+                self.network.head_maps(features, ["keypoints"])["keypoints"].float()
+                if self.fits_keypoints and len(peaks)
+                else None
+            )
         params = at_peaks["params"].float()
         if "handmap" in at_peaks:
             is_right, side_probability = choose_side(at_peaks["handmap"].float())
@@ -222,6 +235,7 @@ class Predictor:
                 boxes,
                 camera_matrices,
                 hands_per_image,
+                keypoint_maps,
             )
         results = []
         for index, image in enumerate(images):
@@ -252,6 +266,7 @@ class Predictor:
         boxes: list[Letterbox],
         camera_matrices: Sequence[np.ndarray | None],
         out: list[list[Hand]],
+        keypoint_maps: torch.Tensor | None = None,
     ) -> None:
         resolution = self.config.input_resolution
         params = params[keep]
@@ -259,14 +274,29 @@ class Predictor:
         hand_params = split_params(select_params(params, is_right))
         xs, ys = peaks.xs[keep], peaks.ys[keep]
         translation = virtual_translation(hand_params.camera, xs, ys, resolution)
+        orient, pose = hand_params.global_orient, hand_params.hand_pose
         with torch.inference_mode():
-            mesh = self.hand_model(
-                hand_params.global_orient,
-                hand_params.hand_pose,
+            mesh = self.hand_model(orient, pose, hand_params.betas, translation, is_right)
+        if keypoint_maps is not None:
+            found = read_keypoints(
+                keypoint_maps,
+                peaks.batch_index[keep],
+                project_virtual(mesh.joints, resolution),
+            )
+            fitted = fit_hands(
+                self.hand_model,
+                orient,
+                pose,
                 hand_params.betas,
                 translation,
                 is_right,
+                found.keypoints_px,
+                found.confidence,
+                resolution,
             )
+            orient, pose, translation = fitted.global_orient, fitted.hand_pose, fitted.translation
+            with torch.inference_mode():
+                mesh = self.hand_model(orient, pose, hand_params.betas, translation, is_right)
         joints = mesh.joints.cpu().numpy().astype(np.float64)
         vertices = mesh.vertices.cpu().numpy().astype(np.float64)
         rest_wrist = mesh.rest_wrist.cpu().numpy().astype(np.float64)
@@ -274,8 +304,8 @@ class Predictor:
         scores = peaks.scores[keep].tolist()
         rights = is_right.tolist()
         probabilities = side_probability[keep].tolist()
-        orient = hand_params.global_orient.cpu().numpy()
-        pose = hand_params.hand_pose.cpu().numpy()
+        orient = orient.cpu().numpy()
+        pose = pose.cpu().numpy()
         betas = hand_params.betas.cpu().numpy()
         cells = np.stack([xs.cpu().numpy() * 4.0, ys.cpu().numpy() * 4.0], axis=1)
         for i, b in enumerate(batch_index):

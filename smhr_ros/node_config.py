@@ -166,6 +166,14 @@ class NodeConfig:
         default=4,
         metadata=_meta("Maximum hands per image in 'robot' mode.", read_only=True, range_=(1, 64)),
     )
+    fit_keypoints: bool = field(
+        default=True,
+        metadata=_meta(
+            "Fit each hand's mesh to the joints located by the model's per-joint heatmaps (models "
+            "with the 'keypoints' head, such as the default); false: the regressed hand as is.",
+            read_only=True,
+        ),
+    )
     publish_hands: bool = field(
         default=True, metadata=_meta("Publish 'hands' (smhr_ros/HandArray).", read_only=True)
     )
@@ -401,7 +409,10 @@ class NodeConfig:
     def decode_config(self) -> DecodeConfig:
         """The decoding settings for `smhr_core`."""
         return DecodeConfig(
-            mode=self.decode_mode, score_threshold=self.score_threshold, max_hands=self.max_hands
+            mode=self.decode_mode,
+            score_threshold=self.score_threshold,
+            max_hands=self.max_hands,
+            fit_keypoints=self.fit_keypoints,
         )
 
     def resolved_camera_names(self) -> list[str]:

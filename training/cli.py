@@ -121,6 +121,11 @@ def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-hands", type=int, default=4, help="hands per image, labels and decoding"
     )
     parser.add_argument(
+        "--no-keypoint-fit",
+        action="store_true",
+        help="score the regressed hands (do not fit them to the keypoints head's joints)",
+    )
+    parser.add_argument(
         "--hand-model", default="", help="MANO_RIGHT/LEFT.pkl folder (default: open)"
     )
     parser.add_argument("--device", default="cpu", help="auto, cpu, cuda, cuda:N")
@@ -166,7 +171,12 @@ def _dataset(args: argparse.Namespace, resolution: int) -> Dataset:
 def _evaluate(args: argparse.Namespace) -> int:
     model_config = load_checkpoint(args.checkpoint).config
     dataset = _dataset(args, args.resolution or model_config.input_resolution)
-    decode = DecodeConfig(mode=args.mode, score_threshold=args.threshold, max_hands=args.max_hands)
+    decode = DecodeConfig(
+        mode=args.mode,
+        score_threshold=args.threshold,
+        max_hands=args.max_hands,
+        fit_keypoints=not args.no_keypoint_fit,
+    )
     report = evaluate_checkpoint(
         args.checkpoint,
         dataset,

@@ -148,6 +148,7 @@ def evaluate(
             "mode": predictor.decode.mode,
             "score_threshold": predictor.decode.score_threshold,
             "max_hands": predictor.decode.max_hands,
+            "fit_keypoints": predictor.fits_keypoints,
         },
         seconds=time.monotonic() - start,
     )

@@ -136,6 +136,27 @@ def test_matches_independent_implementation_mixed_batch(random_models):
         np.testing.assert_allclose(out.rest_wrist[i].numpy(), rest_wrist, atol=2e-5)
 
 
+def test_joints_alone_match_the_independent_implementation(random_models):
+    """`joints` (the fit's cheap path, tips posed alone) gives the joints of the full model."""
+    directory, right, left = random_models
+    model = HandModel.from_directory(directory)
+    rng = np.random.default_rng(12)
+    is_right = [False, True, True, False]
+    orient, pose, betas, translation = _inputs(rng, len(is_right))
+    as_tensor = lambda x: torch.tensor(x, dtype=torch.float32)  # noqa: E731
+    joints = model.joints(
+        as_tensor(orient), as_tensor(pose), as_tensor(betas), as_tensor(translation),
+        torch.tensor(is_right),
+    )  # fmt: skip
+    assert joints.shape == (4, 21, 3)
+    for i, side in enumerate(is_right):
+        data = right if side else left
+        _, expected, _ = _reference(data, orient[i], pose[i], betas[i], translation[i], side)
+        np.testing.assert_allclose(joints[i].numpy(), expected, atol=2e-5)
+    full = _run(model, orient, pose, betas, translation, is_right).joints
+    np.testing.assert_allclose(joints.numpy(), full.numpy(), atol=1e-6)
+
+
 def test_conventions_are_distinguishable(random_models):
     """The reference above would catch each wrong convention (so the test above can fail)."""
     directory, right, _ = random_models

@@ -1,0 +1,118 @@
+"""The 2D fit on the real open hand model: it recovers a known hand from its projected joints."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from smhr_core.fit_2d import FitSettings, fit_hands, project
+from smhr_core.hand_model import HandModel
+from smhr_core.open_hand import open_hand_directory
+
+RESOLUTION = 256
+
+
+@pytest.fixture(scope="module")
+def hand_model() -> HandModel:
+    return HandModel.from_directory(open_hand_directory())
+
+
+def _true_and_start(seed: int):
+    """Three true hands (right, left, right) and a start perturbed as a network's guess is."""
+    g = torch.Generator().manual_seed(seed)
+    n = 3
+    orient = torch.randn(n, 3, generator=g) * 0.6
+    pose = torch.randn(n, 45, generator=g) * 0.2
+    betas = torch.randn(n, 10, generator=g) * 0.5
+    translation = torch.tensor([[-0.08, 0.02, 0.55], [0.05, -0.04, 0.7], [0.02, 0.06, 0.45]])
+    is_right = torch.tensor([True, False, True])
+    start = (
+        orient + torch.randn(n, 3, generator=g) * 0.25,
+        pose + torch.randn(n, 45, generator=g) * 0.08,
+        translation + torch.tensor([0.015, -0.01, 0.04]),
+    )
+    return (orient, pose, betas, translation, is_right), start
+
+
+def _error_pct(hand_model, params, betas, is_right, target):
+    orient, pose, translation = params
+    keypoints = project(hand_model.joints(orient, pose, betas, translation, is_right), RESOLUTION)
+    side = (target.amax(1) - target.amin(1)).amax(-1)
+    return ((keypoints - target).norm(dim=-1).mean(-1) / side * 100).tolist()
+
+
+def test_fit_recovers_a_hand_from_its_projected_joints(hand_model: HandModel) -> None:
+    (orient, pose, betas, translation, is_right), start = _true_and_start(0)
+    target = project(hand_model.joints(orient, pose, betas, translation, is_right), RESOLUTION)
+    before = _error_pct(hand_model, start, betas, is_right, target)
+    assert min(before) > 8.0  # the start is visibly off: the test can fail
+    fitted = fit_hands(
+        hand_model, *start[:2], betas, start[2], is_right, target, torch.ones(3, 21), RESOLUTION
+    )
+    after = _error_pct(
+        hand_model, (fitted.global_orient, fitted.hand_pose, fitted.translation), betas, is_right,
+        target,
+    )  # fmt: skip
+    ratios = [a / b for a, b in zip(after, before, strict=True)]
+    assert max(after) < 4.0 and max(ratios) < 0.3, (before, after)
+    assert bool((fitted.cost_after < fitted.cost_before).all())
+    # The priors hold the fit near the start: the finger pose moves, but not far.
+    change = (fitted.hand_pose - start[1]).abs().mean()
+    assert 0.005 < float(change) < 0.2
+
+
+def test_unconfident_joints_do_not_pull(hand_model: HandModel) -> None:
+    (orient, pose, betas, translation, is_right), start = _true_and_start(1)
+    target = project(hand_model.joints(orient, pose, betas, translation, is_right), RESOLUTION)
+    wrong = target.clone()
+    wrong[:, 16:] += 40.0  # fingertips far off, reported with a low score
+    errors = {}
+    for tip_score in (1.0, 0.02):  # 0.02 is below the default cut-off
+        confidence = torch.ones(3, 21)
+        confidence[:, 16:] = tip_score
+        fitted = fit_hands(
+            hand_model, *start[:2], betas, start[2], is_right, wrong, confidence, RESOLUTION
+        )
+        errors[tip_score] = _error_pct(
+            hand_model, (fitted.global_orient, fitted.hand_pose, fitted.translation), betas,
+            is_right, target,
+        )  # fmt: skip
+    assert max(errors[0.02]) < 6.0, errors
+    assert all(low < 0.6 * high for low, high in zip(errors[0.02], errors[1.0], strict=True))
+
+
+def test_zero_iterations_and_no_evidence_keep_the_network_hand(hand_model: HandModel) -> None:
+    (orient, pose, betas, translation, is_right), start = _true_and_start(2)
+    target = project(hand_model.joints(orient, pose, betas, translation, is_right), RESOLUTION)
+    for settings, confidence in (
+        (FitSettings(iterations=0), torch.ones(3, 21)),
+        (FitSettings(), torch.zeros(3, 21)),
+    ):
+        fitted = fit_hands(
+            hand_model, *start[:2], betas, start[2], is_right, target, confidence, RESOLUTION,
+            settings,
+        )  # fmt: skip
+        torch.testing.assert_close(fitted.global_orient, start[0])
+        torch.testing.assert_close(fitted.hand_pose, start[1])
+        torch.testing.assert_close(fitted.translation, start[2])
+
+
+def test_fit_runs_on_inference_mode_tensors(hand_model: HandModel) -> None:
+    """The predictor hands over tensors made under `torch.inference_mode`."""
+    (orient, pose, betas, translation, is_right), start = _true_and_start(3)
+    with torch.inference_mode():
+        target = project(hand_model.joints(orient, pose, betas, translation, is_right), RESOLUTION)
+        frozen = [t.clone() for t in (*start, betas)]
+    fitted = fit_hands(
+        hand_model, frozen[0], frozen[1], frozen[3], frozen[2], is_right, target,
+        torch.ones(3, 21), RESOLUTION,
+    )  # fmt: skip
+    assert bool((fitted.cost_after < fitted.cost_before).all())
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("iterations", -1), ("iterations", 1.5), ("pose_prior", -0.1)]
+)
+def test_settings_are_validated(field: str, value) -> None:
+    with pytest.raises(ValueError, match=field.split("_")[0]):
+        FitSettings(**{field: value})

@@ -1,0 +1,71 @@
+"""Joints read from `keypoints` head maps: each hand takes its own joints near its guess."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from smhr_core.keypoint_heatmap import read_keypoints
+from smhr_core.network import KEYPOINT_JOINTS
+
+WIDTH = 64
+
+
+def _maps_with_joints(joints_px: torch.Tensor) -> torch.Tensor:
+    """(1, 23, W, W) maps with a peak (logit 3) at each joint's cell and its sub-cell offset."""
+    maps = torch.full((1, KEYPOINT_JOINTS + 2, WIDTH, WIDTH), -6.0)
+    maps[:, KEYPOINT_JOINTS:] = 0.0
+    for hand in joints_px:
+        for j, (u, v) in enumerate(hand.tolist()):
+            x, y = int(u // 4), int(v // 4)
+            maps[0, j, y, x] = 3.0
+            maps[0, KEYPOINT_JOINTS, y, x] = u / 4 - x
+            maps[0, KEYPOINT_JOINTS + 1, y, x] = v / 4 - y
+    return maps
+
+
+def _hand(u0: float, v0: float, seed: int) -> torch.Tensor:
+    """21 joints on a 5 x 5 grid of cells 12 px apart, each at a random place within its cell
+    (joints of one hand share the offset channels, so they must not share a cell)."""
+    g = torch.Generator().manual_seed(seed)
+    index = torch.arange(KEYPOINT_JOINTS)
+    grid = torch.stack([index % 5, index // 5], dim=1).float() * 12.0
+    return torch.tensor([u0, v0]) + grid + torch.rand(KEYPOINT_JOINTS, 2, generator=g) * 3.9
+
+
+def test_two_hands_sharing_the_channels_each_read_their_own_joints() -> None:
+    left, right = _hand(20.0, 30.0, 0), _hand(150.0, 120.0, 1)
+    maps = _maps_with_joints(torch.stack([left, right]))
+    # Guesses 6 px off, in opposite directions: each must still snap to its own hand.
+    guess = torch.stack([left + 6.0, right - 6.0])
+    found = read_keypoints(maps, torch.tensor([0, 0]), guess)
+    torch.testing.assert_close(found.keypoints_px[0], left, atol=1e-4, rtol=0)
+    torch.testing.assert_close(found.keypoints_px[1], right, atol=1e-4, rtol=0)
+    expected = torch.sigmoid(torch.tensor(3.0))
+    torch.testing.assert_close(found.confidence, torch.full((2, 21), float(expected)))
+
+
+def test_a_joint_outside_the_search_window_is_not_taken() -> None:
+    hand = _hand(40.0, 40.0, 2)
+    maps = _maps_with_joints(hand[None])
+    guess = hand.clone()[None]
+    guess[0, 0] += torch.tensor([45.0, 0.0])  # wrist guess 45 px off; window 0.25 x ~100 px
+    found = read_keypoints(maps, torch.tensor([0]), guess)
+    assert float(found.confidence[0, 0]) < 0.01  # only background cells were in reach
+    assert float(found.confidence[0, 1:].min()) > 0.9
+
+
+def test_images_of_a_batch_are_kept_apart() -> None:
+    first, second = _hand(30.0, 30.0, 3), _hand(30.0, 30.0, 4)
+    maps = torch.cat([_maps_with_joints(first[None]), _maps_with_joints(second[None])])
+    found = read_keypoints(maps, torch.tensor([1, 0]), torch.stack([second, first]))
+    torch.testing.assert_close(found.keypoints_px[0], second, atol=1e-4, rtol=0)
+    torch.testing.assert_close(found.keypoints_px[1], first, atol=1e-4, rtol=0)
+
+
+def test_no_hands_and_bad_maps() -> None:
+    maps = _maps_with_joints(_hand(30.0, 30.0, 5)[None])
+    empty = read_keypoints(maps, torch.zeros(0, dtype=torch.long), torch.zeros(0, 21, 2))
+    assert empty.keypoints_px.shape == (0, 21, 2) and empty.confidence.shape == (0, 21)
+    with pytest.raises(ValueError, match="maps: expected"):
+        read_keypoints(maps[:, :21], torch.tensor([0]), torch.zeros(1, 21, 2))
