@@ -108,6 +108,10 @@ def fit_hands(
         is_right = is_right.to(torch.bool).clone()
         target = target_px.float().clone()
         confidence = confidence.float().clone()
+        # A joint the heatmaps gave no finite answer for does not pull.
+        finite = torch.isfinite(target).all(-1) & torch.isfinite(confidence)
+        target = torch.where(finite[..., None], target, torch.zeros_like(target))
+        confidence = torch.where(finite, confidence, torch.zeros_like(confidence))
         weight = confidence * (confidence >= s.min_confidence).float()
         weight = weight / weight.sum(-1, keepdim=True).clamp(min=1e-6)
         side = (target.amax(1) - target.amin(1)).amax(-1).clamp(min=8.0)
@@ -153,7 +157,7 @@ def fit_hands(
             if iteration == 0:
                 cost_before = best_cost = cost
             else:
-                better = cost < best_cost
+                better = torch.isfinite(cost) & (cost < best_cost)
                 best = torch.where(better[:, None], current, best)
                 best_cost = torch.where(better, cost, best_cost)
             if iteration == s.iterations:

@@ -97,6 +97,26 @@ def test_zero_iterations_and_no_evidence_keep_the_network_hand(hand_model: HandM
         torch.testing.assert_close(fitted.translation, start[2])
 
 
+def test_non_finite_joints_do_not_pull(hand_model: HandModel) -> None:
+    (orient, pose, betas, translation, is_right), start = _true_and_start(4)
+    target = project(hand_model.joints(orient, pose, betas, translation, is_right), RESOLUTION)
+    broken, confidence = target.clone(), torch.ones(3, 21)
+    broken[0, :5] = float("nan")
+    confidence[1, :] = float("nan")  # hand 1 has no usable joint at all
+    fitted = fit_hands(
+        hand_model, *start[:2], betas, start[2], is_right, broken, confidence, RESOLUTION
+    )
+    for value in (fitted.global_orient, fitted.hand_pose, fitted.translation):
+        assert bool(torch.isfinite(value).all())
+    torch.testing.assert_close(fitted.hand_pose[1], start[1][1])
+    before = _error_pct(hand_model, start, betas, is_right, target)
+    after = _error_pct(
+        hand_model, (fitted.global_orient, fitted.hand_pose, fitted.translation), betas, is_right,
+        target,
+    )  # fmt: skip
+    assert after[0] < 0.5 * before[0] and after[2] < 0.5 * before[2], (before, after)
+
+
 def test_fit_runs_on_inference_mode_tensors(hand_model: HandModel) -> None:
     """The predictor hands over tensors made under `torch.inference_mode`."""
     (orient, pose, betas, translation, is_right), start = _true_and_start(3)
