@@ -146,9 +146,13 @@ class Predictor:
 
     @property
     def model_description(self) -> str:
-        """Backbone, input resolution (pixels) and checkpoint file name."""
+        """Backbone, input resolution (pixels), precision, checkpoint file name, and
+        `+keypoint-fit` when hands are fitted to the keypoints head's joints."""
         c = self.config
-        return f"{c.backbone}@{c.input_resolution} {self.precision} {self.checkpoint_path.name}"
+        fit = " +keypoint-fit" if self.fits_keypoints else ""
+        return (
+            f"{c.backbone}@{c.input_resolution} {self.precision} {self.checkpoint_path.name}{fit}"
+        )
 
     @property
     def hand_model_id(self) -> str:
