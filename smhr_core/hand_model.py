@@ -211,15 +211,21 @@ class HandModel(torch.nn.Module):
         """(N, 21, 3) joints of `forward` (metres, FreiHAND order), computed without the mesh.
 
         Only the five fingertip vertices are posed (with their pose blend shapes and skinning
-        weights), so this is much cheaper than `forward` and differentiable, with no
-        data-dependent indexing (the joints of both sides are computed and selected), which
-        the 2D fit (`smhr_core.fit_2d`) differentiates many times per image. Same arguments as
-        `forward`.
+        weights), so this costs a fraction of `forward`; the 2D fit (`smhr_core.fit_2d`) calls
+        it for every hand and perturbation at each iteration. Same arguments as `forward`.
         """
-        right = _chain_joints(self.right, self._tips_right, global_orient, hand_pose, betas)
-        left = _chain_joints(self.left, self._tips_left, global_orient, hand_pose, betas)
-        chosen = torch.where(is_right.to(torch.bool)[:, None, None], right, left)
-        return chosen[:, self._order] + translation[:, None, :]
+        is_right = is_right.to(device=global_orient.device, dtype=torch.bool)
+        joints = global_orient.new_zeros((global_orient.shape[0], 21, 3))
+        for side, layer, tips in (
+            (True, self.right, self._tips_right),
+            (False, self.left, self._tips_left),
+        ):
+            index = torch.nonzero(is_right == side).flatten()
+            if index.numel():
+                joints[index] = _chain_joints(
+                    layer, tips, global_orient[index], hand_pose[index], betas[index]
+                ).to(joints.dtype)
+        return joints[:, self._order] + translation[:, None, :]
 
 
 def _chain_joints(
