@@ -209,8 +209,12 @@ class Predictor:
             batch = batch.to(memory_format=torch.channels_last)
         with torch.inference_mode(), autocast(self.precision, self.device):
             features = self.network.features(batch)
-            heatmap = self.network.head_maps(features, ["hm"])["hm"].float()
+        with torch.inference_mode():
+            # The centre heatmap always in float32: rounded to bfloat16 or float16, neighbouring
+            # cells tie, and the release's NMS keeps both cells of a plateau (two hands).
+            heatmap = self.network.head_maps(features.float(), ["hm"])["hm"]
             peaks = find_peaks(heatmap, self.decode.top_k(resolution), self.decode.threshold())
+        with torch.inference_mode(), autocast(self.precision, self.device):
             names = [n for n in ("params", "handmap") if n in self.config.heads]
             at_peaks = self.network.heads_at(features, peaks.batch_index, peaks.ys, peaks.xs, names)
             keypoint_maps = (
