@@ -151,7 +151,10 @@ def fit_hands(
         best = start.clone()
         best_cost = cost_before = None
         for iteration in range(s.iterations + 1):
-            rows = data_residuals(current[:, None, :] + perturb[None])  # (N, 52, 42)
+            last = iteration == s.iterations
+            # The last pass only scores the last step: no perturbations needed.
+            offsets = perturb[:1] if last else perturb
+            rows = data_residuals(current[:, None, :] + offsets[None])  # (N, 52 or 1, 42)
             residual = rows[:, 0]
             cost = total_cost(current, residual)
             if iteration == 0:
@@ -160,7 +163,7 @@ def fit_hands(
                 better = torch.isfinite(cost) & (cost < best_cost)
                 best = torch.where(better[:, None], current, best)
                 best_cost = torch.where(better, cost, best_cost)
-            if iteration == s.iterations:
+            if last:
                 break
             jacobian = ((rows[:, 1:] - residual[:, None]) / steps[None, :, None]).transpose(1, 2)
             jt = jacobian.double().transpose(1, 2)
