@@ -145,6 +145,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="SMHR network precision (auto: float16 on CUDA, else float32; bfloat16 on CPUs "
         "with AMX or AVX512-BF16)",
     )
+    parser.add_argument(
+        "--no-keypoint-fit",
+        action="store_true",
+        help="SMHR hands as regressed, not fitted to the keypoints head's joints",
+    )
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     parser.add_argument(
         "--mediapipe-python",
