@@ -1,0 +1,68 @@
+"""The shipped model's keypoint fit on the bundled demo frames (real network, real hand model):
+it keeps the detections and brings the 2D joints closer to the frames' ground truth."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from smhr_core.config import DecodeConfig
+from smhr_core.predictor import Predictor
+
+DEMO = Path(__file__).resolve().parents[2] / "smhr_ros" / "data" / "demo"
+
+
+@pytest.fixture(scope="module")
+def frames() -> tuple[list[np.ndarray], list[list[dict]]]:
+    labels = json.loads((DEMO / "labels.json").read_text())
+    chosen = labels["frames"][::4]  # 12 frames over the sequence, 1-3 hands each
+    images = [cv2.imread(str(DEMO / f["file"])) for f in chosen]
+    assert all(image is not None for image in images)
+    return images, [f["hands"] for f in chosen]
+
+
+def _errors(results, truth) -> list[float]:
+    """Per labelled hand: mean 2D joint error of the nearest predicted hand, % of its box."""
+    errors = []
+    for result, hands in zip(results, truth, strict=True):
+        for hand in hands:
+            true = np.asarray(hand["keypoints_px"])
+            side = (true.max(0) - true.min(0)).max()
+            best = min(
+                (np.linalg.norm(h.keypoints_px - true, axis=1).mean() for h in result.hands),
+                default=np.inf,
+            )
+            errors.append(100.0 * best / side)
+    return errors
+
+
+def test_the_fit_keeps_the_detections_and_lowers_the_2d_error(frames) -> None:
+    torch.set_num_threads(2)
+    images, truth = frames
+    fitted = Predictor(None, device="cpu")
+    plain = Predictor(None, device="cpu", decode=DecodeConfig(fit_keypoints=False))
+    assert fitted.fits_keypoints and not plain.fits_keypoints
+    assert fitted.model_description.endswith("default_model.pth +keypoint-fit")
+    assert plain.model_description.endswith("default_model.pth")
+    with_fit, without = fitted.predict(images), plain.predict(images)
+    moved = []
+    for a_result, b_result in zip(with_fit, without, strict=True):
+        assert len(a_result.hands) == len(b_result.hands)
+        for a, b in zip(a_result.hands, b_result.hands, strict=True):
+            # Detection, side and shape are the network's; the fit moves pose and position.
+            np.testing.assert_array_equal(a.centre_px, b.centre_px)
+            assert a.handedness == b.handedness and a.score == b.score
+            np.testing.assert_array_equal(a.betas, b.betas)
+            assert abs(a.joints_m[0, 2] / b.joints_m[0, 2] - 1.0) < 0.15
+            moved.append(np.linalg.norm(a.keypoints_px - b.keypoints_px, axis=1).mean())
+    assert np.median(moved) > 0.5  # the fit really moved the joints (pixels)
+    fit_errors, plain_errors = _errors(with_fit, truth), _errors(without, truth)
+    assert np.median(fit_errors) < 0.95 * np.median(plain_errors), (
+        np.median(fit_errors),
+        np.median(plain_errors),
+    )
