@@ -8,9 +8,10 @@ close to it) and lets the 2D evidence correct it, so the 3D hand and its 2D keyp
 consistent MANO hand.
 
 It is a damped Gauss-Newton (Levenberg) solve over 51 values per hand (global orientation,
-15 finger rotations, translation; the shape stays), with Jacobians by forward differences: all
-hands and all 51 perturbations go through one batched call of `HandModel.joints`, so an
-iteration costs about one small forward pass. Every hand keeps the best parameters it visited.
+15 finger rotations, translation; the shape stays), with Jacobians by forward differences: each
+hand is shaped once (`HandModel.joint_rig`), then all hands and all 51 perturbations are posed
+in one batched call, so an iteration costs about one small forward pass. Every hand keeps the
+best parameters it visited.
 """
 
 from __future__ import annotations
@@ -129,17 +130,12 @@ def fit_hands(
         steps[48:] = _TRANSLATION_STEP_M
         perturb = torch.cat([torch.zeros(1, FIT_DIM, device=start.device), torch.diag(steps)])
 
+        rig = hand_model.joint_rig(betas, is_right)
+
         def data_residuals(values: torch.Tensor) -> torch.Tensor:
             """(N, K, 51) values -> (N, K, 42) weighted 2D residuals."""
             k = values.shape[1]
-            flat = values.reshape(n * k, FIT_DIM)
-            joints = hand_model.joints(
-                flat[:, :3],
-                flat[:, 3:48],
-                betas.repeat_interleave(k, dim=0),
-                flat[:, 48:],
-                is_right.repeat_interleave(k),
-            ).reshape(n, k, 21, 3)
+            joints = rig.pose(values[..., :3], values[..., 3:48], values[..., 48:])
             error = (project(joints, resolution) - target[:, None]) / side[:, None, None, None]
             return (error * weight[:, None, :, None].sqrt()).reshape(n, k, 42)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,9 +20,10 @@ import numpy as np
 import scipy.sparse
 import smplx
 import torch
-from smplx.lbs import batch_rigid_transform, batch_rodrigues, blend_shapes, vertices2joints
+from smplx.lbs import blend_shapes, vertices2joints
 from smplx.utils import Struct
 
+from smhr_core.joint_rig import JointRig, chain_levels
 from smhr_core.mano_pickle import MANO_DOWNLOAD_HINT, ManoPickleError, load_mano_pickle
 
 TIP_VERTICES_RIGHT = (745, 317, 444, 556, 673)
@@ -105,6 +107,17 @@ class HandModel(torch.nn.Module):
         self.register_buffer("_tips_right", torch.tensor(TIP_VERTICES_RIGHT), persistent=False)
         self.register_buffer("_tips_left", torch.tensor(TIP_VERTICES_LEFT), persistent=False)
         self.register_buffer("_order", torch.tensor(FREIHAND_FROM_MANO), persistent=False)
+        parents = [int(p) for p in self.right.parents]
+        if parents != [int(p) for p in self.left.parents]:
+            raise HandModelError(
+                f"{model_id}: the right and left models' kinematic trees differ "
+                "(MANO's are the same)"
+            )
+        try:
+            levels = chain_levels(parents)
+        except ValueError as error:
+            raise HandModelError(f"{model_id}: kinematic tree: {error}") from None
+        self._levels = tuple((tuple(children), tuple(up)) for children, up in levels)
         self.to(device)
 
     @staticmethod
@@ -149,6 +162,18 @@ class HandModel(torch.nn.Module):
         """(1538, 3) int64 triangle vertex indices of the right or left model (read-only)."""
         return self._faces[bool(is_right)]
 
+    def _sides(
+        self, is_right: torch.Tensor
+    ) -> Iterator[tuple[torch.Tensor, smplx.MANO, torch.Tensor]]:
+        """(indices of the hands of a side, that side's layer, its tip vertices), present sides."""
+        for side, layer, tips in (
+            (True, self.right, self._tips_right),
+            (False, self.left, self._tips_left),
+        ):
+            index = torch.nonzero(is_right == side).flatten()
+            if index.numel():
+                yield index, layer, tips
+
     def forward(
         self,
         global_orient: torch.Tensor,
@@ -183,13 +208,7 @@ class HandModel(torch.nn.Module):
         is_right = is_right.to(device=device, dtype=torch.bool)
         vertices = torch.zeros((n, 778, 3), device=device, dtype=dtype)
         joints = torch.zeros((n, 21, 3), device=device, dtype=dtype)
-        for side, layer, tips in (
-            (True, self.right, self._tips_right),
-            (False, self.left, self._tips_left),
-        ):
-            index = torch.nonzero(is_right == side).flatten()
-            if index.numel() == 0:
-                continue
+        for index, layer, tips in self._sides(is_right):
             orient, pose, shape = (x[index] for x in inputs)
             out = layer(betas=shape, global_orient=orient, hand_pose=pose)
             vertices[index] = out.vertices
@@ -198,6 +217,46 @@ class HandModel(torch.nn.Module):
         offset = translation[:, None, :]
         return HandModelOutput(
             vertices=vertices + offset, joints=joints + offset, rest_wrist=rest_wrist
+        )
+
+    def joint_rig(self, betas: torch.Tensor, is_right: torch.Tensor) -> JointRig:
+        """N hands shaped once, each with its own side's model, for posing many times.
+
+        Args:
+            betas: (N, 10) shape coefficients.
+            is_right: (N,) bool; each hand uses the right or the left model.
+        """
+        n = betas.shape[0]
+        if tuple(betas.shape) != (n, 10) or tuple(is_right.shape) != (n,):
+            raise ValueError(
+                f"betas must be (N, 10) and is_right (N,), got {tuple(betas.shape)} and "
+                f"{tuple(is_right.shape)}"
+            )
+        device, dtype = self._order.device, self.right.v_template.dtype
+        betas = betas.to(device=device, dtype=dtype)
+        is_right = is_right.to(device=device, dtype=torch.bool)
+        rest_joints = torch.zeros((n, 16, 3), device=device, dtype=dtype)
+        rest_tips = torch.zeros((n, 5, 3), device=device, dtype=dtype)
+        tip_posedirs = torch.zeros((n, 135, 15), device=device, dtype=dtype)
+        tip_weights = torch.zeros((n, 5, 16), device=device, dtype=dtype)
+        for index, layer, tips in self._sides(is_right):
+            shape = betas[index]
+            rest_joints[index] = vertices2joints(
+                layer.J_regressor, layer.v_template + blend_shapes(shape, layer.shapedirs)
+            )
+            rest_tips[index] = layer.v_template[tips] + blend_shapes(shape, layer.shapedirs[tips])
+            vertex_count = layer.v_template.shape[0]
+            tip_posedirs[index] = layer.posedirs.reshape(135, vertex_count, 3)[:, tips].reshape(
+                135, 15
+            )
+            tip_weights[index] = layer.lbs_weights[tips]
+        return JointRig(
+            rest_joints=rest_joints,
+            rest_tips=rest_tips,
+            tip_posedirs=tip_posedirs,
+            tip_weights=tip_weights,
+            levels=self._levels,
+            order=self._order,
         )
 
     def joints(
@@ -211,52 +270,13 @@ class HandModel(torch.nn.Module):
         """(N, 21, 3) joints of `forward` (metres, FreiHAND order), computed without the mesh.
 
         Only the five fingertip vertices are posed (with their pose blend shapes and skinning
-        weights), so this costs a fraction of `forward`; the 2D fit (`smhr_core.fit_2d`) calls
-        it for every hand and perturbation at each iteration. Same arguments as `forward`.
+        weights), so this costs a fraction of `forward`. To pose the same hands many times (the
+        2D fit, `smhr_core.fit_2d`), build a `joint_rig` once. Same arguments as `forward`.
         """
-        is_right = is_right.to(device=global_orient.device, dtype=torch.bool)
-        joints = global_orient.new_zeros((global_orient.shape[0], 21, 3))
-        for side, layer, tips in (
-            (True, self.right, self._tips_right),
-            (False, self.left, self._tips_left),
-        ):
-            index = torch.nonzero(is_right == side).flatten()
-            if index.numel():
-                joints[index] = _chain_joints(
-                    layer, tips, global_orient[index], hand_pose[index], betas[index]
-                ).to(joints.dtype)
-        return joints[:, self._order] + translation[:, None, :]
-
-
-def _chain_joints(
-    layer: smplx.MANO,
-    tips: torch.Tensor,
-    global_orient: torch.Tensor,
-    hand_pose: torch.Tensor,
-    betas: torch.Tensor,
-) -> torch.Tensor:
-    """MANO's 16 chain joints then the 5 tip vertices (N, 21, 3), as smplx's `lbs` poses them."""
-    n = global_orient.shape[0]
-    dtype = layer.v_template.dtype
-    betas = betas.to(dtype)
-    rest = vertices2joints(
-        layer.J_regressor, layer.v_template + blend_shapes(betas, layer.shapedirs)
-    )
-    rotations = batch_rodrigues(
-        torch.cat([global_orient, hand_pose], dim=1).reshape(-1, 3).to(dtype)
-    )
-    rotations = rotations.reshape(n, -1, 3, 3)
-    eye = torch.eye(3, dtype=dtype, device=rotations.device)
-    pose_feature = (rotations[:, 1:] - eye).reshape(n, -1)
-    vertex_count = layer.v_template.shape[0]
-    tip_posedirs = layer.posedirs.reshape(-1, vertex_count, 3)[:, tips].reshape(
-        pose_feature.shape[1], -1
-    )
-    tips_shaped = layer.v_template[tips] + blend_shapes(betas, layer.shapedirs[tips])
-    tips_posed = tips_shaped + (pose_feature @ tip_posedirs).reshape(n, -1, 3)
-    chain, transforms = batch_rigid_transform(rotations, rest, layer.parents, dtype=dtype)
-    skin = (layer.lbs_weights[tips] @ transforms.reshape(n, transforms.shape[1], 16)).reshape(
-        n, -1, 4, 4
-    )
-    tips_out = (skin[..., :3, :3] @ tips_posed[..., None])[..., 0] + skin[..., :3, 3]
-    return torch.cat([chain, tips_out], dim=1)
+        rig = self.joint_rig(betas, is_right)
+        dtype = rig.rest_joints.dtype
+        inputs = (
+            x.to(device=rig.rest_joints.device, dtype=dtype)[:, None]
+            for x in (global_orient, hand_pose, translation)
+        )
+        return rig.pose(*inputs)[:, 0]

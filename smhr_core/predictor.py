@@ -283,13 +283,15 @@ class Predictor:
         xs, ys = peaks.xs[keep], peaks.ys[keep]
         translation = virtual_translation(hand_params.camera, xs, ys, resolution)
         orient, pose = hand_params.global_orient, hand_params.hand_pose
-        with torch.inference_mode():
-            mesh = self.hand_model(orient, pose, hand_params.betas, translation, is_right)
         if keypoint_maps is not None:
+            with torch.inference_mode():
+                guess = self.hand_model.joints(
+                    orient, pose, hand_params.betas, translation, is_right
+                )
             found = read_keypoints(
                 keypoint_maps,
                 peaks.batch_index[keep],
-                project_virtual(mesh.joints, resolution),
+                project_virtual(guess, resolution),
             )
             fitted = fit_hands(
                 self.hand_model,
@@ -303,8 +305,8 @@ class Predictor:
                 resolution,
             )
             orient, pose, translation = fitted.global_orient, fitted.hand_pose, fitted.translation
-            with torch.inference_mode():
-                mesh = self.hand_model(orient, pose, hand_params.betas, translation, is_right)
+        with torch.inference_mode():
+            mesh = self.hand_model(orient, pose, hand_params.betas, translation, is_right)
         joints = mesh.joints.cpu().numpy().astype(np.float64)
         vertices = mesh.vertices.cpu().numpy().astype(np.float64)
         rest_wrist = mesh.rest_wrist.cpu().numpy().astype(np.float64)

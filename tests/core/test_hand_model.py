@@ -10,6 +10,7 @@ import scipy.sparse
 import torch
 
 from smhr_core.hand_model import HandModel, HandModelError
+from smhr_core.joint_rig import chain_levels
 from smhr_core.mano_pickle import load_mano_pickle
 from smhr_core.open_hand import MANO_PARENTS, open_hand_directory
 
@@ -155,6 +156,55 @@ def test_joints_alone_match_the_independent_implementation(random_models):
         np.testing.assert_allclose(joints[i].numpy(), expected, atol=2e-5)
     full = _run(model, orient, pose, betas, translation, is_right).joints
     np.testing.assert_allclose(joints.numpy(), full.numpy(), atol=1e-6)
+
+
+def test_joint_rig_poses_many_variants_of_each_hand(random_models):
+    """A rig shapes each hand once; K poses of N mixed-side hands match the reference one by one."""
+    directory, right, left = random_models
+    model = HandModel.from_directory(directory)
+    rng = np.random.default_rng(21)
+    is_right = [True, False, True]
+    n, k = len(is_right), 4
+    _, _, betas, _ = _inputs(rng, n)
+    orient, pose, _, translation = _inputs(rng, n * k)
+    as_tensor = lambda x: torch.tensor(x, dtype=torch.float32)  # noqa: E731
+    rig = model.joint_rig(as_tensor(betas), torch.tensor(is_right))
+    joints = rig.pose(
+        as_tensor(orient).reshape(n, k, 3),
+        as_tensor(pose).reshape(n, k, 45),
+        as_tensor(translation).reshape(n, k, 3),
+    )
+    assert joints.shape == (n, k, 21, 3)
+    for i, side in enumerate(is_right):
+        data = right if side else left
+        for j in range(k):
+            row = i * k + j
+            _, expected, _ = _reference(
+                data, orient[row], pose[row], betas[i], translation[row], side
+            )
+            np.testing.assert_allclose(joints[i, j].numpy(), expected, atol=2e-5)
+
+
+def test_chain_levels_group_joints_by_depth():
+    assert chain_levels(PARENTS) == [
+        ([1, 4, 7, 10, 13], [0, 0, 0, 0, 0]),
+        ([2, 5, 8, 11, 14], [1, 4, 7, 10, 13]),
+        ([3, 6, 9, 12, 15], [2, 5, 8, 11, 14]),
+    ]
+    with pytest.raises(ValueError, match="joint 2: parent 3 must precede it"):
+        chain_levels([-1, 0, 3, 0])
+    with pytest.raises(ValueError, match="joint 0 must be the root"):
+        chain_levels([0, 0])
+
+
+def test_different_kinematic_trees_are_rejected(tmp_path, random_models):
+    _, right, left = random_models
+    parents = list(MANO_PARENTS)
+    parents[15] = 13
+    broken = dict(left, kintree_table=np.array([parents, range(16)], dtype=np.int64))
+    _write(tmp_path, right, broken)
+    with pytest.raises(HandModelError, match="kinematic trees differ"):
+        HandModel.from_directory(tmp_path)
 
 
 def test_conventions_are_distinguishable(random_models):
