@@ -115,6 +115,9 @@ class DataConfig:
     """`synthetic` scenes are rendered at this many times the input side and averaged down
     (smoother edges); 1 renders about 30x faster, fast enough to make every batch of a CPU
     run from new scenes."""
+    synthetic_soften_probability: float = 0.0
+    """Chance that a `synthetic` training image is blurred or resized down and back up
+    (`training.sharpness`), as images that reach the network through a resize are softer."""
     hand_model: str = ""
     """Directory with MANO_RIGHT.pkl / MANO_LEFT.pkl; empty = our procedural open hand model.
     The official MANO model also unlocks FreiHAND's MANO labels and HO3D's vertices."""
@@ -150,6 +153,12 @@ class DataConfig:
             "data.synthetic_supersampling",
             self.synthetic_supersampling,
             ">= 1",
+        )
+        _require(
+            0.0 <= self.synthetic_soften_probability <= 1.0,
+            "data.synthetic_soften_probability",
+            self.synthetic_soften_probability,
+            "a number in [0, 1]",
         )
         _require(self.num_workers >= 0, "data.num_workers", self.num_workers, ">= 0")
 

@@ -91,6 +91,7 @@ def build_dataset(data: DataConfig, resolution: int, train: bool = True) -> Data
             config=_scene_config(resolution, data.max_hands, data.synthetic_supersampling),
             hand_model=_hand_model(data.hand_model),
             max_hands=data.max_hands,
+            soften_probability=data.synthetic_soften_probability if train else 0.0,
         )
     root = Path(data.root)
     if not root.exists():

@@ -22,7 +22,7 @@ import json
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -36,12 +36,15 @@ from smhr_core.open_hand import open_hand_directory
 from training import sample as S
 from training.joint_limits import left_limits, right_limits
 from training.render import LIGHT_DIM, HandRenderer
+from training.sharpness import soften
 
 SCENE_FORMAT = "smhr-synthetic-scene/1"
 """`format` field of a scene's JSON labels."""
 FOREARM = -2
 """`Scene.hand_index` value of forearm pixels (not part of the hand masks)."""
 _FOREARM_PNG = 255
+SOFTEN_STREAM = 1
+"""Second seed word of a scene's softening generator (`training.sharpness`)."""
 """Forearm pixels in a saved mask image (0 background, k + 1 hand k)."""
 
 # Finger joints of the 45-D pose in MANO order: index, middle, pinky, ring (3 joints each), then
@@ -735,14 +738,18 @@ class SyntheticScenes(Dataset):
         hand_model: HandModel | None = None,
         max_hands: int = S.DEFAULT_MAX_HANDS,
         centre_mode: str = S.CENTRE_MEAN,
+        soften_probability: float = 0.0,
     ) -> None:
         if length < 0:
             raise ValueError(f"length must be >= 0, got {length}")
+        if not 0.0 <= soften_probability <= 1.0:
+            raise ValueError(f"soften_probability must be in [0, 1], got {soften_probability}")
         self.length = int(length)
         self.base_seed = int(base_seed)
         self.generator = SceneGenerator(config, hand_model)
         self.max_hands = max_hands
         self.centre_mode = centre_mode
+        self.soften_probability = float(soften_probability)
 
     def __len__(self) -> int:
         return self.length
@@ -754,7 +761,13 @@ class SyntheticScenes(Dataset):
         return self.generator.scene(self.base_seed + index)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        return self.scene(index).to_sample(self.max_hands, self.centre_mode)
+        scene = self.scene(index)
+        if self.soften_probability > 0.0:
+            # A stream of its own, so the scene itself is the same with or without softening.
+            rng = np.random.default_rng([scene.seed, SOFTEN_STREAM])
+            image, _ = soften(scene.image_bgr, rng, self.soften_probability)
+            scene = replace(scene, image_bgr=image)
+        return scene.to_sample(self.max_hands, self.centre_mode)
 
 
 def _scene_json(scene: Scene) -> dict:

@@ -66,6 +66,25 @@ def test_same_seed_same_scene(generator: SceneGenerator, scenes: list[Scene]) ->
     assert not np.array_equal(scenes[0].image_bgr, scenes[1].image_bgr)
 
 
+def test_softened_samples_keep_their_labels(hand_model: HandModel, scenes: list[Scene]) -> None:
+    """Softening changes only the image, reproducibly; at probability 0 samples are as before."""
+    always = SyntheticScenes(3, config=CONFIG, hand_model=hand_model, soften_probability=1.0)
+    never = SyntheticScenes(3, config=CONFIG, hand_model=hand_model, soften_probability=0.0)
+    for index in range(3):
+        plain = scenes[index].to_sample()
+        torch.testing.assert_close(never[index], plain)
+        soft = always[index]
+        assert soft.keys() == plain.keys()
+        for key in plain:
+            if key not in (S.IMAGE, S.IMAGE_RGB):
+                torch.testing.assert_close(soft[key], plain[key])
+        difference = (soft[S.IMAGE_RGB].float() - plain[S.IMAGE_RGB].float()).abs().mean()
+        assert difference > 0.005  # images in [0, 1]
+        torch.testing.assert_close(always[index], soft)
+    with pytest.raises(ValueError, match=r"soften_probability must be in \[0, 1\]"):
+        SyntheticScenes(1, config=CONFIG, hand_model=hand_model, soften_probability=1.5)
+
+
 def test_dataset_index_is_base_seed_plus_index(hand_model: HandModel, scenes: list[Scene]) -> None:
     dataset = SyntheticScenes(2, base_seed=1, config=CONFIG, hand_model=hand_model)
     assert len(dataset) == 2
