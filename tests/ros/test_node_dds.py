@@ -183,9 +183,14 @@ def test_hand_arrays_markers_and_overlay_follow_each_image(ros, random_checkpoin
     assert (overlay.encoding, overlay.width, overlay.height) == ("bgr8", 160, 120)
     assert overlay.header.frame_id == "test_optical"
 
-    values = ros.wait_for_diagnostic("camera cam", "frames_published", lambda v: int(v) >= 1, 10)
-    assert int(values["frames_received"]) == len(stamps)
-    assert int(values["frames_published"]) + int(values["frames_dropped"]) == len(stamps)
+    # Diagnostics go out on a timer, so the newest status may predate the last frames: wait for
+    # one that counts every frame received and every one of them published or dropped.
+    def all_frames_counted() -> bool:
+        values = ros.diagnostic_values("camera cam")
+        settled = int(values.get("frames_published", 0)) + int(values.get("frames_dropped", 0))
+        return int(values.get("frames_received", -1)) == len(stamps) == settled
+
+    assert ros.spin_until(all_frames_counted, 10.0), ros.diagnostic_values("camera cam")
     code, _ = stop(node)
     assert code == 0
 
