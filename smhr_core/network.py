@@ -4,6 +4,9 @@ Two ways to read the heads:
 - `forward(x)`: every head over the whole map (what training needs);
 - `features(x)` then `heads_at(...)`: the heads' 3x3 + 1x1 convolutions evaluated only at chosen
   cells (what inference needs: the texture head alone is 2334 channels per cell).
+
+With `ModelConfig.keypoint_skip` (ours) the `keypoints` head reads the neck's features plus a
+small conv of the backbone's stride-4 features (`detail`): `features_and_detail(x)` gives both.
 """
 
 from __future__ import annotations
@@ -70,14 +73,27 @@ def _make_head(name: str, width: int, hidden: int) -> nn.Sequential:
     return head
 
 
+def _make_keypoint_skip(in_channels: int, width: int) -> nn.Sequential:
+    skip = nn.Sequential(
+        nn.Conv2d(in_channels, width, kernel_size=3, padding=1, bias=True),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(width, width, kernel_size=1),
+    )
+    # Zero output at first: added to a trained model, it starts as that model exactly.
+    nn.init.zeros_(skip[2].weight)
+    nn.init.zeros_(skip[2].bias)
+    return skip
+
+
 class SMHRNet(nn.Module):
     """The SMHR network for one `ModelConfig`.
 
     State-dict keys are those of the released checkpoints: the backbone's layers are registered
     directly on this module (`conv1.*`, `bn1.*`, `layer1.*` ... for ResNets; `stem.*`, `blocks.*`
     for EfficientNet-Lite0), then `p3`, `p4`, `p5`, `p3_l2`..`p5_l2`, `feat`, `feat_bn` and one
-    `Sequential` per head in `config.heads`. Input: (B, 3, R, R) normalised BGR (see
-    `smhr_core.preprocess.normalise`); maps are (R/4, R/4).
+    `Sequential` per head in `config.heads` (and `keypoint_skip`, ours, with that option).
+    Input: (B, 3, R, R) normalised BGR (see `smhr_core.preprocess.normalise`); maps are
+    (R/4, R/4).
     """
 
     def __init__(self, config: ModelConfig, pretrained_backbone: bool = False) -> None:
@@ -108,6 +124,9 @@ class SMHRNet(nn.Module):
         for name in self.head_names:
             hidden = config.params_hidden_channels if name == "params" else width
             self.add_module(name, _make_head(name, width, hidden))
+        self.keypoint_skip: nn.Sequential | None = None
+        if config.keypoint_skip:
+            self.keypoint_skip = _make_keypoint_skip(backbone.stride4_channels, width)
 
     @property
     def backbone(self) -> nn.Module:
@@ -116,11 +135,33 @@ class SMHRNet(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Shared stride-4 features (B, neck_channels, R/4, R/4) of normalised images."""
-        c3, c4, c5 = self._backbone[0](x)
+        return self.features_and_detail(x, with_detail=False)[0]
+
+    def features_and_detail(
+        self, x: torch.Tensor, with_detail: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The shared features and, with `keypoint_skip` and `with_detail`, the `keypoints`
+        head's extra input (B, neck_channels, R/4, R/4) from the backbone's stride-4 features;
+        else None (`with_detail` False spares its cost when the keypoints head will not run)."""
+        c2, c3, c4, c5 = self._backbone[0].pyramid(x)
         cat = torch.cat(
             [self.p3_l2(self.p3(c3)), self.p4_l2(self.p4(c4)), self.p5_l2(self.p5(c5))], dim=1
         )
-        return self.feat_act(self.feat_bn(self.feat(cat)))
+        feat = self.feat_act(self.feat_bn(self.feat(cat)))
+        detail = self.keypoint_skip(c2) if self.keypoint_skip is not None and with_detail else None
+        return feat, detail
+
+    def _head_input(
+        self, name: str, feat: torch.Tensor, detail: torch.Tensor | None
+    ) -> torch.Tensor:
+        if name != "keypoints" or self.keypoint_skip is None:
+            return feat
+        if detail is None:
+            raise ValueError(
+                "the keypoints head of this model (keypoint_skip) needs `detail` from "
+                "features_and_detail"
+            )
+        return feat + detail
 
     def _check_names(self, names: tuple[str, ...] | list[str]) -> None:
         unknown = [n for n in names if n not in self.head_names]
@@ -130,12 +171,18 @@ class SMHRNet(nn.Module):
             )
 
     def head_maps(
-        self, feat: torch.Tensor, names: tuple[str, ...] | list[str] | None = None
+        self,
+        feat: torch.Tensor,
+        names: tuple[str, ...] | list[str] | None = None,
+        detail: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        """Full (B, C, R/4, R/4) maps of the named heads (all heads when `names` is None)."""
+        """Full (B, C, R/4, R/4) maps of the named heads (all heads when `names` is None).
+
+        `detail` is the second output of `features_and_detail`, needed by the `keypoints` head
+        of a model with `keypoint_skip`."""
         names = self.head_names if names is None else tuple(names)
         self._check_names(names)
-        return {name: getattr(self, name)(feat) for name in names}
+        return {name: getattr(self, name)(self._head_input(name, feat, detail)) for name in names}
 
     def forward(
         self,
@@ -149,16 +196,16 @@ class SMHRNet(nn.Module):
         `centre_heads` are evaluated only at those cells and come back as (B, M, C) (training
         reads `params`, `texture` and `light` only there; `heads_at` gives the same values).
         """
-        feat = self.features(x)
+        feat, detail = self.features_and_detail(x)
         at = tuple(name for name in centre_heads if name in self.head_names)
         if centres is None or not at:
-            return self.head_maps(feat)
-        outputs = self.head_maps(feat, [n for n in self.head_names if n not in at])
+            return self.head_maps(feat, detail=detail)
+        outputs = self.head_maps(feat, [n for n in self.head_names if n not in at], detail)
         batch, slots = centres.shape
         width = feat.shape[-1]
         flat = centres.reshape(-1).long()
         batch_index = torch.arange(batch, device=feat.device).repeat_interleave(slots)
-        values = self.heads_at(feat, batch_index, flat // width, flat % width, at)
+        values = self.heads_at(feat, batch_index, flat // width, flat % width, at, detail)
         outputs.update({name: v.reshape(batch, slots, -1) for name, v in values.items()})
         return outputs
 
@@ -169,6 +216,7 @@ class SMHRNet(nn.Module):
         ys: torch.Tensor,
         xs: torch.Tensor,
         names: tuple[str, ...] | list[str],
+        detail: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """The named heads evaluated only at N cells: {name: (N, C)}.
 
@@ -180,22 +228,29 @@ class SMHRNet(nn.Module):
             feat: (B, neck_channels, H, W) output of `features`.
             batch_index, ys, xs: (N,) integer tensors, image index, row and column of each cell.
             names: heads to evaluate.
+            detail: as for `head_maps`.
         """
         names = tuple(names)
         self._check_names(names)
         n = int(batch_index.shape[0])
         if n == 0:
             return {name: feat.new_zeros((0, HEAD_CHANNELS[name])) for name in names}
-        padded = F.pad(feat, (1, 1, 1, 1))
         offsets = torch.arange(3, device=feat.device)
         rows = ys.to(feat.device).long()[:, None] + offsets  # padded row of the window's top
         cols = xs.to(feat.device).long()[:, None] + offsets
         b = batch_index.to(feat.device).long()
-        # Advanced indices around a slice put the indexed dims first: (N, 3, 3, C).
-        windows = padded[b[:, None, None], :, rows[:, :, None], cols[:, None, :]]
-        windows = windows.permute(0, 3, 1, 2).reshape(n, -1)  # (N, C*3*3), conv weight order
+
+        def windows_of(source: torch.Tensor) -> torch.Tensor:
+            padded = F.pad(source, (1, 1, 1, 1))
+            # Advanced indices around a slice put the indexed dims first: (N, 3, 3, C).
+            windows = padded[b[:, None, None], :, rows[:, :, None], cols[:, None, :]]
+            return windows.permute(0, 3, 1, 2).reshape(n, -1)  # (N, C*3*3), conv weight order
+
+        shared = windows_of(feat)
         out = {}
         for name in names:
+            source = self._head_input(name, feat, detail)
+            windows = shared if source is feat else windows_of(source)
             conv3, _, conv1 = getattr(self, name)
             hidden = torch.relu(
                 F.linear(windows, conv3.weight.reshape(conv3.out_channels, -1), conv3.bias)

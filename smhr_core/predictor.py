@@ -208,7 +208,9 @@ class Predictor:
         if self._channels_last:
             batch = batch.to(memory_format=torch.channels_last)
         with torch.inference_mode(), autocast(self.precision, self.device):
-            features = self.network.features(batch)
+            features, detail = self.network.features_and_detail(
+                batch, with_detail=self.fits_keypoints
+            )
         with torch.inference_mode():
             # The centre heatmap always in float32: rounded to bfloat16 or float16, neighbouring
             # cells tie, and the release's NMS keeps both cells of a plateau (two hands).
@@ -218,7 +220,7 @@ class Predictor:
             names = [n for n in ("params", "handmap") if n in self.config.heads]
             at_peaks = self.network.heads_at(features, peaks.batch_index, peaks.ys, peaks.xs, names)
             keypoint_maps = (
-                self.network.head_maps(features, ["keypoints"])["keypoints"].float()
+                self.network.head_maps(features, ["keypoints"], detail)["keypoints"].float()
                 if self.fits_keypoints and len(peaks)
                 else None
             )

@@ -48,7 +48,7 @@ from training.distributed import (
     unwrap_model,
     wrap_model,
 )
-from training.head_addition import added_heads, with_added_heads
+from training.head_addition import added_modules, with_added_modules
 from training.head_widening import is_params_head_widening, widen_params_head
 from training.losses import TERMS, HandPredictions, LossBreakdown, SMHRLoss, gather_cells
 from training.render import HandRenderer, albedo_from_texture
@@ -168,16 +168,17 @@ class Trainer:
         elif config.init_checkpoint:
             loaded = load_checkpoint(config.init_checkpoint, map_location="cpu")
             state = loaded.model.state_dict()
-            new_heads = added_heads(loaded.config, config.model)
+            new_modules = added_modules(loaded.config, config.model)
             if is_params_head_widening(loaded.config, config.model):
                 state = widen_params_head(state, config.model, config.seed)
-            elif new_heads:
-                state = with_added_heads(state, network, new_heads)
+            elif new_modules:
+                state = with_added_modules(state, network, new_modules)
             elif loaded.config != config.model:
                 raise ConfigError(
                     f"init_checkpoint: {config.init_checkpoint} holds {loaded.config.to_dict()}, "
                     f"but model is {config.model.to_dict()} (only a wider "
-                    "model.params_head_channels or added model.heads may differ)"
+                    "model.params_head_channels, added model.heads or model.keypoint_skip turned "
+                    "on may differ)"
                 )
             network.load_state_dict(state)
         network.to(self.device)

@@ -19,6 +19,8 @@ from smhr_core.network import SMHRNet
         ({"heads": ("hm", "params", "colour")}, "model.heads"),
         ({"neck_channels": 20}, "model.neck_channels"),
         ({"neck_channels": 1024}, "model.neck_channels"),
+        ({"keypoint_skip": "yes"}, "model.keypoint_skip"),
+        ({"heads": ("hm", "params"), "keypoint_skip": True}, "model.keypoint_skip"),
     ],
 )
 def test_model_config_names_the_bad_field(kwargs: dict, message: str) -> None:

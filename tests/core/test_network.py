@@ -63,6 +63,10 @@ def test_backbone_outputs_have_declared_channels_and_strides() -> None:
             outputs = backbone(torch.randn(1, 3, 64, 64))
         assert [o.shape[1] for o in outputs] == list(backbone.channels)
         assert [o.shape[-1] for o in outputs] == [8, 4, 2]
+        with torch.no_grad():
+            pyramid = backbone.pyramid(torch.randn(1, 3, 64, 64))
+        assert pyramid[0].shape == (1, backbone.stride4_channels, 16, 16)
+        assert [o.shape[-1] for o in pyramid[1:]] == [8, 4, 2]
 
 
 def test_heads_are_initialised_as_the_release() -> None:
@@ -238,3 +242,40 @@ def test_pretrained_resnet_and_unknown_backbone_raise() -> None:
         build_backbone("resnet50", pretrained=True)
     with pytest.raises(BackboneError, match="vgg16"):
         build_backbone("vgg16")
+
+
+def test_keypoint_skip_feeds_only_the_keypoints_head() -> None:
+    torch.manual_seed(3)
+    plain = ModelConfig(
+        backbone="efficientnet_lite0",
+        input_resolution=64,
+        heads=("hm", "params", "handmap", "keypoints"),
+        neck_channels=32,
+    )
+    config = ModelConfig(**{**plain.to_dict(), "keypoint_skip": True})
+    model = SMHRNet(config).eval()
+    assert model.keypoint_skip[0].in_channels == 24
+    assert set(model.state_dict()) - set(SMHRNet(plain).state_dict()) == {
+        f"keypoint_skip.{i}.{p}" for i in (0, 2) for p in ("weight", "bias")
+    }
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        feat, detail = model.features_and_detail(x)
+        # The skip starts at zero output: the keypoints head reads the neck alone.
+        assert torch.equal(detail, torch.zeros_like(detail))
+        assert torch.equal(model.features(x), feat)
+        assert model.features_and_detail(x, with_detail=False)[1] is None
+        model.keypoint_skip[2].weight.normal_(0.0, 0.1)
+        feat, detail = model.features_and_detail(x)
+        assert detail.abs().max() > 0.01
+        with_skip = model.head_maps(feat, ["hm", "keypoints"], detail)
+        without = model.head_maps(feat, ["hm", "keypoints"], torch.zeros_like(detail))
+        assert torch.equal(with_skip["hm"], without["hm"])
+        assert (with_skip["keypoints"] - without["keypoints"]).abs().max() > 1e-3
+        torch.testing.assert_close(model(x)["keypoints"], with_skip["keypoints"])
+        b, ys, xs = torch.tensor([0, 1, 1]), torch.tensor([0, 15, 7]), torch.tensor([15, 0, 8])
+        sparse = model.heads_at(feat, b, ys, xs, ["keypoints", "hm"], detail)
+        for name, values in sparse.items():
+            torch.testing.assert_close(values, with_skip[name][b, :, ys, xs], rtol=1e-4, atol=1e-5)
+        with pytest.raises(ValueError, match="needs `detail`"):
+            model.head_maps(feat, ["keypoints"])

@@ -1,5 +1,5 @@
-"""A trained network continued with an added head (the `keypoints` head): the trained heads
-compute what they did, the new head starts from its initialisation and learns."""
+"""A trained network continued with an added head (the `keypoints` head) or the keypoint skip: the
+trained parts compute what they did, the new module starts from its initialisation and learns."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from smhr_core.config import ModelConfig
 from smhr_core.network import HEATMAP_BIAS, KEYPOINT_JOINTS, SMHRNet
 from training.config import load_training_config
 from training.data_source import build_dataset
-from training.head_addition import added_heads, with_added_heads
+from training.head_addition import added_modules, with_added_modules
 from training.trainer import Trainer
 
 BASE = ModelConfig(
@@ -27,15 +27,20 @@ WITH_KEYPOINTS = dataclasses.replace(BASE, heads=(*BASE.heads, "keypoints"))
 
 
 def test_only_added_heads_count() -> None:
-    assert added_heads(BASE, WITH_KEYPOINTS) == ("keypoints",)
-    assert added_heads(WITH_KEYPOINTS, BASE) == ()
-    assert added_heads(BASE, BASE) == ()
-    assert added_heads(BASE, dataclasses.replace(WITH_KEYPOINTS, neck_channels=40)) == ()
+    assert added_modules(BASE, WITH_KEYPOINTS) == ("keypoints",)
+    assert added_modules(WITH_KEYPOINTS, BASE) == ()
+    assert added_modules(BASE, BASE) == ()
+    assert added_modules(BASE, dataclasses.replace(WITH_KEYPOINTS, neck_channels=40)) == ()
     reordered = dataclasses.replace(BASE, heads=("hm", "handmap", "params", "keypoints"))
-    assert added_heads(BASE, reordered) == ()
+    assert added_modules(BASE, reordered) == ()
+    with_skip = dataclasses.replace(WITH_KEYPOINTS, keypoint_skip=True)
+    assert added_modules(WITH_KEYPOINTS, with_skip) == ("keypoint_skip",)
+    assert added_modules(BASE, with_skip) == ("keypoints", "keypoint_skip")
+    assert added_modules(with_skip, WITH_KEYPOINTS) == ()
+    assert added_modules(with_skip, with_skip) == ()
     state = SMHRNet(WITH_KEYPOINTS).state_dict()
     with pytest.raises(ValueError, match="already holds"):
-        with_added_heads(state, SMHRNet(WITH_KEYPOINTS), ("keypoints",))
+        with_added_modules(state, SMHRNet(WITH_KEYPOINTS), ("keypoints",))
 
 
 def test_keypoints_head_layout_and_round_trip(tmp_path) -> None:
@@ -51,32 +56,66 @@ def test_keypoints_head_layout_and_round_trip(tmp_path) -> None:
     assert "keypoints" in load_checkpoint(bare).config.heads
 
 
-def test_training_adds_the_head_to_a_checkpoint_without_it(
-    tmp_path, tiny_run_settings: list[str]
-) -> None:
+def continue_and_check_unchanged(
+    tmp_path, tiny_run_settings: list[str], trained_config: ModelConfig, added: list[str]
+) -> Trainer:
+    """A trainer continuing a saved random network of `trained_config` with the `added` settings;
+    the modules the two share compute exactly what they did."""
     torch.manual_seed(0)
-    trained = SMHRNet(BASE).eval()
-    init = save_checkpoint(tmp_path / "base.pth", trained, BASE, epoch=1)
+    trained = SMHRNet(trained_config).eval()
+    init = save_checkpoint(tmp_path / "trained.pth", trained, trained_config, epoch=1)
     settings = [
         *tiny_run_settings,
-        "model.heads=[hm,params,handmap,keypoints]",
+        *added,
         f"init_checkpoint={init}",
         f"output_dir={tmp_path / 'run'}",
     ]
     config = load_training_config(None, settings)
     samples = list(build_dataset(config.data, config.model.input_resolution))
     trainer = Trainer(config, dataset=samples)
-    network = trainer.model
     trained.to(memory_format=trainer.memory_format)
     x = torch.randn(1, 3, 64, 64).contiguous(memory_format=trainer.memory_format)
-    network.eval()
+    trainer.model.eval()
     with torch.no_grad():
-        before, after = trained(x), network(x)
-    for name in BASE.heads:
+        before, after = trained(x), trainer.model(x)
+    for name in trained_config.heads:
         torch.testing.assert_close(after[name], before[name], rtol=0.0, atol=0.0)
-    start = network.keypoints[2].weight.detach().clone()
     trainer.set_train_mode()
-    loss, _, _ = trainer.train_step(default_collate(samples), photometric=False)
+    return trainer
+
+
+def test_training_adds_the_head_to_a_checkpoint_without_it(
+    tmp_path, tiny_run_settings: list[str]
+) -> None:
+    trainer = continue_and_check_unchanged(
+        tmp_path, tiny_run_settings, BASE, ["model.heads=[hm,params,handmap,keypoints]"]
+    )
+    network = trainer.model
+    start = network.keypoints[2].weight.detach().clone()
+    loss, _, _ = trainer.train_step(default_collate(trainer.dataset), photometric=False)
     assert float(loss.keypoint_heatmap.detach()) > 0.0
     assert float(loss.keypoint_offset.detach()) > 0.0
     assert not torch.equal(network.keypoints[2].weight, start)
+
+
+def test_training_adds_the_keypoint_skip_to_a_checkpoint_without_it(
+    tmp_path, tiny_run_settings: list[str]
+) -> None:
+    trainer = continue_and_check_unchanged(
+        tmp_path,
+        tiny_run_settings,
+        WITH_KEYPOINTS,
+        ["model.heads=[hm,params,handmap,keypoints]", "model.keypoint_skip=true"],
+    )
+    # The skip's output layer starts at zero; its first step moves it (the layer before it gets
+    # a gradient only from then on).
+    for _ in range(2):
+        loss, _, _ = trainer.train_step(default_collate(trainer.dataset), photometric=False)
+    assert float(loss.keypoint_heatmap.detach()) > 0.0
+    assert trainer.model.keypoint_skip[2].weight.abs().max() > 0.0
+    saved = load_checkpoint(trainer.save_checkpoint())
+    assert saved.config.keypoint_skip
+    bare = tmp_path / "bare.pth"
+    torch.save({"epoch": 1, "state_dict": saved.model.state_dict()}, bare)
+    # A bare state dict does not record the input side; everything else is read from its keys.
+    assert load_checkpoint(bare).config.keypoint_skip
