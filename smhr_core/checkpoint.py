@@ -140,6 +140,7 @@ def _infer_config(state: Mapping[str, Any], path: Path) -> ModelConfig:
             neck_channels=width,
             params_head_channels=None if wide == width else wide,
             keypoint_skip="keypoint_skip.2.weight" in state,
+            keypoint_context="keypoint_context.7.weight" in state,
         )
     except ConfigError as exc:
         raise CheckpointError(

@@ -44,6 +44,10 @@ class ModelConfig:
     """Ours: the `keypoints` head also reads the backbone's stride-4 features (a small conv of
     them, added to the neck's features before that head only). The neck builds its stride-4
     maps from stride-8 and coarser features, too coarse to place a joint within a cell."""
+    keypoint_context: bool = False
+    """Ours: the `keypoints` head also reads a wide view of the neck's features (three dilated
+    3x3 convs at stride 8, about 120 input pixels across, added before that head only): its own
+    3x3 window sees 12 pixels, too little to tell an occluded joint or which finger is which."""
 
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONES:
@@ -93,6 +97,15 @@ class ModelConfig:
         if self.keypoint_skip and "keypoints" not in heads:
             raise ConfigError(
                 "model.keypoint_skip: true needs the `keypoints` head in model.heads "
+                f"(heads are {list(heads)})"
+            )
+        if not isinstance(self.keypoint_context, bool):
+            raise ConfigError(
+                f"model.keypoint_context: {self.keypoint_context!r} must be true or false"
+            )
+        if self.keypoint_context and "keypoints" not in heads:
+            raise ConfigError(
+                "model.keypoint_context: true needs the `keypoints` head in model.heads "
                 f"(heads are {list(heads)})"
             )
 

@@ -6,7 +6,9 @@ Two ways to read the heads:
   cells (what inference needs: the texture head alone is 2334 channels per cell).
 
 With `ModelConfig.keypoint_skip` (ours) the `keypoints` head reads the neck's features plus a
-small conv of the backbone's stride-4 features (`detail`): `features_and_detail(x)` gives both.
+small conv of the backbone's stride-4 features, and with `ModelConfig.keypoint_context` (ours)
+plus a wide, dilated view of the neck's features; the sum of these extras is `detail`, and
+`features_and_detail(x)` gives the features and it.
 """
 
 from __future__ import annotations
@@ -85,13 +87,33 @@ def _make_keypoint_skip(in_channels: int, width: int) -> nn.Sequential:
     return skip
 
 
+def _make_keypoint_context(width: int) -> nn.Sequential:
+    hidden = width // 2  # Half width: at full width it would cost a quarter of the network.
+    context = nn.Sequential(
+        nn.AvgPool2d(2),
+        nn.Conv2d(width, hidden, kernel_size=3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(hidden, hidden, kernel_size=3, padding=2, dilation=2),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(hidden, hidden, kernel_size=3, padding=4, dilation=4),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(hidden, width, kernel_size=1),
+        nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
+    )
+    # Zero output at first, as the skip.
+    nn.init.zeros_(context[7].weight)
+    nn.init.zeros_(context[7].bias)
+    return context
+
+
 class SMHRNet(nn.Module):
     """The SMHR network for one `ModelConfig`.
 
     State-dict keys are those of the released checkpoints: the backbone's layers are registered
     directly on this module (`conv1.*`, `bn1.*`, `layer1.*` ... for ResNets; `stem.*`, `blocks.*`
     for EfficientNet-Lite0), then `p3`, `p4`, `p5`, `p3_l2`..`p5_l2`, `feat`, `feat_bn` and one
-    `Sequential` per head in `config.heads` (and `keypoint_skip`, ours, with that option).
+    `Sequential` per head in `config.heads` (and `keypoint_skip`, `keypoint_context`, ours, with
+    those options).
     Input: (B, 3, R, R) normalised BGR (see `smhr_core.preprocess.normalise`); maps are
     (R/4, R/4).
     """
@@ -127,6 +149,9 @@ class SMHRNet(nn.Module):
         self.keypoint_skip: nn.Sequential | None = None
         if config.keypoint_skip:
             self.keypoint_skip = _make_keypoint_skip(backbone.stride4_channels, width)
+        self.keypoint_context: nn.Sequential | None = None
+        if config.keypoint_context:
+            self.keypoint_context = _make_keypoint_context(width)
 
     @property
     def backbone(self) -> nn.Module:
@@ -140,26 +165,36 @@ class SMHRNet(nn.Module):
     def features_and_detail(
         self, x: torch.Tensor, with_detail: bool = True
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The shared features and, with `keypoint_skip` and `with_detail`, the `keypoints`
-        head's extra input (B, neck_channels, R/4, R/4) from the backbone's stride-4 features;
-        else None (`with_detail` False spares its cost when the keypoints head will not run)."""
+        """The shared features and, with `keypoint_skip` or `keypoint_context` and `with_detail`,
+        the `keypoints` head's extra input (B, neck_channels, R/4, R/4); else None
+        (`with_detail` False spares its cost when the keypoints head will not run)."""
         c2, c3, c4, c5 = self._backbone[0].pyramid(x)
         cat = torch.cat(
             [self.p3_l2(self.p3(c3)), self.p4_l2(self.p4(c4)), self.p5_l2(self.p5(c5))], dim=1
         )
         feat = self.feat_act(self.feat_bn(self.feat(cat)))
-        detail = self.keypoint_skip(c2) if self.keypoint_skip is not None and with_detail else None
+        detail = None
+        if with_detail and self.keypoint_skip is not None:
+            detail = self.keypoint_skip(c2)
+        if with_detail and self.keypoint_context is not None:
+            context = self.keypoint_context(feat)
+            detail = context if detail is None else detail + context
         return feat, detail
+
+    @property
+    def keypoints_need_detail(self) -> bool:
+        """Whether the `keypoints` head reads `detail` (a skip or a context module)."""
+        return self.keypoint_skip is not None or self.keypoint_context is not None
 
     def _head_input(
         self, name: str, feat: torch.Tensor, detail: torch.Tensor | None
     ) -> torch.Tensor:
-        if name != "keypoints" or self.keypoint_skip is None:
+        if name != "keypoints" or not self.keypoints_need_detail:
             return feat
         if detail is None:
             raise ValueError(
-                "the keypoints head of this model (keypoint_skip) needs `detail` from "
-                "features_and_detail"
+                "the keypoints head of this model (keypoint_skip or keypoint_context) needs "
+                "`detail` from features_and_detail"
             )
         return feat + detail
 
@@ -179,7 +214,7 @@ class SMHRNet(nn.Module):
         """Full (B, C, R/4, R/4) maps of the named heads (all heads when `names` is None).
 
         `detail` is the second output of `features_and_detail`, needed by the `keypoints` head
-        of a model with `keypoint_skip`."""
+        of a model with `keypoint_skip` or `keypoint_context`."""
         names = self.head_names if names is None else tuple(names)
         self._check_names(names)
         return {name: getattr(self, name)(self._head_input(name, feat, detail)) for name in names}

@@ -1,7 +1,7 @@
 """Continue a trained network with added modules: the trained weights stay, the new modules start
 from their initialisation (e.g. the `keypoints` head added to a model trained without it, or the
-`keypoint_skip` added to one with that head; the skip starts at zero output, so the continued
-model first computes exactly what the trained one did)."""
+`keypoint_skip` or `keypoint_context` added to one with that head; both start at zero output,
+so the continued model first computes exactly what the trained one did)."""
 
 from __future__ import annotations
 
@@ -12,22 +12,22 @@ from torch import nn
 
 from smhr_core.config import ModelConfig
 
-KEYPOINT_SKIP = "keypoint_skip"
-"""State-dict prefix of `ModelConfig.keypoint_skip`'s module."""
+OPTIONAL_MODULES = ("keypoint_skip", "keypoint_context")
+"""`ModelConfig` flags that each add a module of that name (and state-dict prefix), in order."""
 
 
 def added_modules(old: ModelConfig, new: ModelConfig) -> tuple[str, ...]:
-    """The modules `new` adds to `old` (its extra heads, then `keypoint_skip` if `new` turns it
-    on) when that is the only difference, else ()."""
+    """The modules `new` adds to `old` (its extra heads, then each of `OPTIONAL_MODULES` that
+    `new` turns on) when that is the only difference, else ()."""
     kept = tuple(h for h in new.heads if h in old.heads)
     extra = tuple(h for h in new.heads if h not in old.heads)
-    same_otherwise = (
-        dataclasses.replace(new, heads=old.heads, keypoint_skip=old.keypoint_skip) == old
-    )
-    if not same_otherwise or kept != old.heads or (old.keypoint_skip and not new.keypoint_skip):
+    flags = {m: getattr(old, m) for m in OPTIONAL_MODULES}
+    same_otherwise = dataclasses.replace(new, heads=old.heads, **flags) == old
+    dropped = any(getattr(old, m) and not getattr(new, m) for m in OPTIONAL_MODULES)
+    if not same_otherwise or kept != old.heads or dropped:
         return ()
-    skip = (KEYPOINT_SKIP,) if new.keypoint_skip and not old.keypoint_skip else ()
-    return extra + skip
+    turned_on = tuple(m for m in OPTIONAL_MODULES if getattr(new, m) and not getattr(old, m))
+    return extra + turned_on
 
 
 def with_added_modules(

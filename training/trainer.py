@@ -177,7 +177,8 @@ class Trainer:
                 raise ConfigError(
                     f"init_checkpoint: {config.init_checkpoint} holds {loaded.config.to_dict()}, "
                     f"but model is {config.model.to_dict()} (only a wider "
-                    "model.params_head_channels, added model.heads or model.keypoint_skip turned "
+                    "model.params_head_channels, added model.heads or model.keypoint_skip or "
+                    "model.keypoint_context turned "
                     "on may differ)"
                 )
             network.load_state_dict(state)

@@ -21,6 +21,8 @@ from smhr_core.network import SMHRNet
         ({"neck_channels": 1024}, "model.neck_channels"),
         ({"keypoint_skip": "yes"}, "model.keypoint_skip"),
         ({"heads": ("hm", "params"), "keypoint_skip": True}, "model.keypoint_skip"),
+        ({"keypoint_context": 1}, "model.keypoint_context"),
+        ({"heads": ("hm", "params"), "keypoint_context": True}, "model.keypoint_context"),
     ],
 )
 def test_model_config_names_the_bad_field(kwargs: dict, message: str) -> None:

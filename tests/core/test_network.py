@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -244,38 +245,69 @@ def test_pretrained_resnet_and_unknown_backbone_raise() -> None:
         build_backbone("vgg16")
 
 
-def test_keypoint_skip_feeds_only_the_keypoints_head() -> None:
+KEYPOINT_MODEL = ModelConfig(
+    backbone="efficientnet_lite0",
+    input_resolution=64,
+    heads=("hm", "params", "handmap", "keypoints"),
+    neck_channels=32,
+)
+
+
+@pytest.mark.parametrize(
+    ("module", "layers", "last"),
+    [("keypoint_skip", (0, 2), 2), ("keypoint_context", (1, 3, 5, 7), 7)],
+)
+def test_keypoint_extras_feed_only_the_keypoints_head(
+    module: str, layers: tuple[int, ...], last: int
+) -> None:
     torch.manual_seed(3)
-    plain = ModelConfig(
-        backbone="efficientnet_lite0",
-        input_resolution=64,
-        heads=("hm", "params", "handmap", "keypoints"),
-        neck_channels=32,
-    )
-    config = ModelConfig(**{**plain.to_dict(), "keypoint_skip": True})
+    plain = KEYPOINT_MODEL
+    config = dataclasses.replace(plain, **{module: True})
     model = SMHRNet(config).eval()
-    assert model.keypoint_skip[0].in_channels == 24
+    if module == "keypoint_skip":
+        assert model.keypoint_skip[0].in_channels == 24
     assert set(model.state_dict()) - set(SMHRNet(plain).state_dict()) == {
-        f"keypoint_skip.{i}.{p}" for i in (0, 2) for p in ("weight", "bias")
+        f"{module}.{i}.{p}" for i in layers for p in ("weight", "bias")
     }
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         feat, detail = model.features_and_detail(x)
-        # The skip starts at zero output: the keypoints head reads the neck alone.
+        # The module starts at zero output: the keypoints head reads the neck alone.
+        assert detail.shape == feat.shape
         assert torch.equal(detail, torch.zeros_like(detail))
         assert torch.equal(model.features(x), feat)
         assert model.features_and_detail(x, with_detail=False)[1] is None
-        model.keypoint_skip[2].weight.normal_(0.0, 0.1)
+        getattr(model, module)[last].weight.normal_(0.0, 0.1)
         feat, detail = model.features_and_detail(x)
         assert detail.abs().max() > 0.01
-        with_skip = model.head_maps(feat, ["hm", "keypoints"], detail)
+        with_extra = model.head_maps(feat, ["hm", "keypoints"], detail)
         without = model.head_maps(feat, ["hm", "keypoints"], torch.zeros_like(detail))
-        assert torch.equal(with_skip["hm"], without["hm"])
-        assert (with_skip["keypoints"] - without["keypoints"]).abs().max() > 1e-3
-        torch.testing.assert_close(model(x)["keypoints"], with_skip["keypoints"])
+        assert torch.equal(with_extra["hm"], without["hm"])
+        assert (with_extra["keypoints"] - without["keypoints"]).abs().max() > 1e-3
+        torch.testing.assert_close(model(x)["keypoints"], with_extra["keypoints"])
         b, ys, xs = torch.tensor([0, 1, 1]), torch.tensor([0, 15, 7]), torch.tensor([15, 0, 8])
         sparse = model.heads_at(feat, b, ys, xs, ["keypoints", "hm"], detail)
         for name, values in sparse.items():
-            torch.testing.assert_close(values, with_skip[name][b, :, ys, xs], rtol=1e-4, atol=1e-5)
+            torch.testing.assert_close(values, with_extra[name][b, :, ys, xs], rtol=1e-4, atol=1e-5)
         with pytest.raises(ValueError, match="needs `detail`"):
             model.head_maps(feat, ["keypoints"])
+
+
+def test_keypoint_skip_and_context_add_up() -> None:
+    torch.manual_seed(4)
+    config = dataclasses.replace(KEYPOINT_MODEL, keypoint_skip=True, keypoint_context=True)
+    model = SMHRNet(config).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        model.keypoint_skip[2].weight.normal_(0.0, 0.1)
+        model.keypoint_context[7].weight.normal_(0.0, 0.1)
+        feat, detail = model.features_and_detail(x)
+        c2 = model.backbone.pyramid(x)[0]
+        expected = model.keypoint_skip(c2) + model.keypoint_context(feat)
+        torch.testing.assert_close(detail, expected)
+        # The context sees beyond the keypoints head's 3x3 window: a change of the features
+        # far from a cell moves that cell's context.
+        far = feat.clone()
+        far[..., 12:, 12:] += 1.0
+        moved = model.keypoint_context(far) - model.keypoint_context(feat)
+        assert moved[..., :4, :4].abs().max() > 1e-4

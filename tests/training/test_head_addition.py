@@ -1,5 +1,6 @@
-"""A trained network continued with an added head (the `keypoints` head) or the keypoint skip: the
-trained parts compute what they did, the new module starts from its initialisation and learns."""
+"""A trained network continued with an added head (the `keypoints` head), the keypoint skip or the
+keypoint context: the trained parts compute what they did, the new module starts from its
+initialisation and learns."""
 
 from __future__ import annotations
 
@@ -38,6 +39,10 @@ def test_only_added_heads_count() -> None:
     assert added_modules(BASE, with_skip) == ("keypoints", "keypoint_skip")
     assert added_modules(with_skip, WITH_KEYPOINTS) == ()
     assert added_modules(with_skip, with_skip) == ()
+    with_both = dataclasses.replace(with_skip, keypoint_context=True)
+    assert added_modules(with_skip, with_both) == ("keypoint_context",)
+    assert added_modules(BASE, with_both) == ("keypoints", "keypoint_skip", "keypoint_context")
+    assert added_modules(with_both, with_skip) == ()
     state = SMHRNet(WITH_KEYPOINTS).state_dict()
     with pytest.raises(ValueError, match="already holds"):
         with_added_modules(state, SMHRNet(WITH_KEYPOINTS), ("keypoints",))
@@ -98,24 +103,25 @@ def test_training_adds_the_head_to_a_checkpoint_without_it(
     assert not torch.equal(network.keypoints[2].weight, start)
 
 
-def test_training_adds_the_keypoint_skip_to_a_checkpoint_without_it(
-    tmp_path, tiny_run_settings: list[str]
+@pytest.mark.parametrize(("module", "last"), [("keypoint_skip", 2), ("keypoint_context", 7)])
+def test_training_adds_a_keypoint_module_to_a_checkpoint_without_it(
+    tmp_path, tiny_run_settings: list[str], module: str, last: int
 ) -> None:
     trainer = continue_and_check_unchanged(
         tmp_path,
         tiny_run_settings,
         WITH_KEYPOINTS,
-        ["model.heads=[hm,params,handmap,keypoints]", "model.keypoint_skip=true"],
+        ["model.heads=[hm,params,handmap,keypoints]", f"model.{module}=true"],
     )
-    # The skip's output layer starts at zero; its first step moves it (the layer before it gets
-    # a gradient only from then on).
+    # The module's output layer starts at zero; its first step moves it (the layers before it
+    # get a gradient only from then on).
     for _ in range(2):
         loss, _, _ = trainer.train_step(default_collate(trainer.dataset), photometric=False)
     assert float(loss.keypoint_heatmap.detach()) > 0.0
-    assert trainer.model.keypoint_skip[2].weight.abs().max() > 0.0
+    assert getattr(trainer.model, module)[last].weight.abs().max() > 0.0
     saved = load_checkpoint(trainer.save_checkpoint())
-    assert saved.config.keypoint_skip
+    assert getattr(saved.config, module)
     bare = tmp_path / "bare.pth"
     torch.save({"epoch": 1, "state_dict": saved.model.state_dict()}, bare)
     # A bare state dict does not record the input side; everything else is read from its keys.
-    assert load_checkpoint(bare).config.keypoint_skip
+    assert getattr(load_checkpoint(bare).config, module)
