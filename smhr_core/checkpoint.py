@@ -126,19 +126,19 @@ def _infer_config(state: Mapping[str, Any], path: Path) -> ModelConfig:
     resolution = 384 if "handmap" in heads else 224
     feat = state.get("feat.weight")
     width = int(feat.shape[0]) if feat is not None and feat.ndim == 4 else 256
-    params_hidden = state.get("params.0.weight")
-    wide = (
-        int(params_hidden.shape[0])
-        if isinstance(params_hidden, torch.Tensor) and params_hidden.ndim == 4
-        else width
-    )
+    hidden = {}
+    for head in ("params", "keypoints"):
+        weight = state.get(f"{head}.0.weight")
+        wide = int(weight.shape[0]) if isinstance(weight, torch.Tensor) and weight.ndim == 4 else 0
+        hidden[head] = None if wide in (0, width) else wide
     try:
         return ModelConfig(
             backbone=backbone,
             input_resolution=resolution,
             heads=heads,
             neck_channels=width,
-            params_head_channels=None if wide == width else wide,
+            params_head_channels=hidden["params"],
+            keypoint_head_channels=hidden["keypoints"],
             keypoint_skip="keypoint_skip.2.weight" in state,
             keypoint_context="keypoint_context.7.weight" in state,
         )

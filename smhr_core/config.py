@@ -26,6 +26,10 @@ def _check_keys(cls: type, data: dict[str, Any], where: str) -> None:
         raise ConfigError(f"{where}: unknown field(s) {unknown}; allowed: {sorted(allowed)}")
 
 
+HEAD_WIDTH_FIELDS = {"params": "params_head_channels", "keypoints": "keypoint_head_channels"}
+"""The heads whose hidden width can differ from the neck's, with the field that sets it."""
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """What network a checkpoint holds. Saved inside our checkpoints as `smhr_meta.model`."""
@@ -40,6 +44,10 @@ class ModelConfig:
     params_head_channels: int | None = None
     """Hidden width of the `params` head alone; None keeps `neck_channels`. A narrow neck can
     feed a wider params head at little cost: inference evaluates it only at the hands' cells."""
+    keypoint_head_channels: int | None = None
+    """Ours: hidden width of the `keypoints` head alone; None keeps `neck_channels`. That head
+    places 21 joints from one hidden layer; unlike `params` it runs on the whole stride-4 map, so
+    its width costs time (only when the keypoint fit runs)."""
     keypoint_skip: bool = False
     """Ours: the `keypoints` head also reads the backbone's stride-4 features (a small conv of
     them, added to the neck's features before that head only). The neck builds its stride-4
@@ -81,16 +89,22 @@ class ModelConfig:
             raise ConfigError(
                 f"model.neck_channels: {self.neck_channels!r} must be a multiple of 8 in [16, 512]"
             )
-        wide = self.params_head_channels
-        if wide is not None and (
-            isinstance(wide, bool)
-            or not isinstance(wide, int)
-            or not 16 <= wide <= 1024
-            or wide % 8
-        ):
+        for field in HEAD_WIDTH_FIELDS.values():
+            wide = getattr(self, field)
+            if wide is not None and (
+                isinstance(wide, bool)
+                or not isinstance(wide, int)
+                or not 16 <= wide <= 1024
+                or wide % 8
+            ):
+                raise ConfigError(
+                    f"model.{field}: {wide!r} must be null (the neck's width) or a "
+                    "multiple of 8 in [16, 1024]"
+                )
+        if self.keypoint_head_channels is not None and "keypoints" not in heads:
             raise ConfigError(
-                f"model.params_head_channels: {wide!r} must be null (the neck's width) or a "
-                "multiple of 8 in [16, 1024]"
+                "model.keypoint_head_channels: a width needs the `keypoints` head in model.heads "
+                f"(heads are {list(heads)})"
             )
         if not isinstance(self.keypoint_skip, bool):
             raise ConfigError(f"model.keypoint_skip: {self.keypoint_skip!r} must be true or false")
@@ -109,12 +123,11 @@ class ModelConfig:
                 f"(heads are {list(heads)})"
             )
 
-    @property
-    def params_hidden_channels(self) -> int:
-        """Hidden width of the `params` head: `params_head_channels`, else `neck_channels`."""
-        return (
-            self.neck_channels if self.params_head_channels is None else self.params_head_channels
-        )
+    def head_hidden_channels(self, name: str) -> int:
+        """Hidden width of head `name`: its own width setting, else `neck_channels`."""
+        field = HEAD_WIDTH_FIELDS.get(name)
+        width = None if field is None else getattr(self, field)
+        return self.neck_channels if width is None else width
 
     @property
     def map_size(self) -> int:

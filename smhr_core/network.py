@@ -144,8 +144,7 @@ class SMHRNet(nn.Module):
         self.feat_act = nn.ReLU(inplace=True)
         self.head_names: tuple[str, ...] = tuple(config.heads)
         for name in self.head_names:
-            hidden = config.params_hidden_channels if name == "params" else width
-            self.add_module(name, _make_head(name, width, hidden))
+            self.add_module(name, _make_head(name, width, config.head_hidden_channels(name)))
         self.keypoint_skip: nn.Sequential | None = None
         if config.keypoint_skip:
             self.keypoint_skip = _make_keypoint_skip(backbone.stride4_channels, width)

@@ -10,7 +10,7 @@ import dataclasses
 import torch
 from torch import nn
 
-from smhr_core.config import ModelConfig
+from smhr_core.config import HEAD_WIDTH_FIELDS, ModelConfig
 
 OPTIONAL_MODULES = ("keypoint_skip", "keypoint_context")
 """`ModelConfig` flags that each add a module of that name (and state-dict prefix), in order."""
@@ -22,9 +22,12 @@ def added_modules(old: ModelConfig, new: ModelConfig) -> tuple[str, ...]:
     kept = tuple(h for h in new.heads if h in old.heads)
     extra = tuple(h for h in new.heads if h not in old.heads)
     flags = {m: getattr(old, m) for m in OPTIONAL_MODULES}
-    same_otherwise = dataclasses.replace(new, heads=old.heads, **flags) == old
+    # An added head may have its own width; a kept one must keep its width.
+    widths = {field: getattr(old, field) for field in HEAD_WIDTH_FIELDS.values()}
+    same_otherwise = dataclasses.replace(new, heads=old.heads, **flags, **widths) == old
     dropped = any(getattr(old, m) and not getattr(new, m) for m in OPTIONAL_MODULES)
-    if not same_otherwise or kept != old.heads or dropped:
+    resized = any(new.head_hidden_channels(h) != old.head_hidden_channels(h) for h in kept)
+    if not same_otherwise or kept != old.heads or dropped or resized:
         return ()
     turned_on = tuple(m for m in OPTIONAL_MODULES if getattr(new, m) and not getattr(old, m))
     return extra + turned_on

@@ -49,7 +49,7 @@ from training.distributed import (
     wrap_model,
 )
 from training.head_addition import added_modules, with_added_modules
-from training.head_widening import is_params_head_widening, widen_params_head
+from training.head_widening import widen_head, widened_heads
 from training.losses import TERMS, HandPredictions, LossBreakdown, SMHRLoss, gather_cells
 from training.render import HandRenderer, albedo_from_texture
 
@@ -169,17 +169,20 @@ class Trainer:
             loaded = load_checkpoint(config.init_checkpoint, map_location="cpu")
             state = loaded.model.state_dict()
             new_modules = added_modules(loaded.config, config.model)
-            if is_params_head_widening(loaded.config, config.model):
-                state = widen_params_head(state, config.model, config.seed)
+            widened = widened_heads(loaded.config, config.model)
+            if widened:
+                for name in widened:
+                    width = config.model.head_hidden_channels(name)
+                    state = widen_head(state, name, width, config.seed)
             elif new_modules:
                 state = with_added_modules(state, network, new_modules)
             elif loaded.config != config.model:
                 raise ConfigError(
                     f"init_checkpoint: {config.init_checkpoint} holds {loaded.config.to_dict()}, "
                     f"but model is {config.model.to_dict()} (only a wider "
-                    "model.params_head_channels, added model.heads or model.keypoint_skip or "
-                    "model.keypoint_context turned "
-                    "on may differ)"
+                    "model.params_head_channels or model.keypoint_head_channels, added "
+                    "model.heads or model.keypoint_skip or model.keypoint_context turned on may "
+                    "differ)"
                 )
             network.load_state_dict(state)
         network.to(self.device)
