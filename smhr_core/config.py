@@ -56,6 +56,11 @@ class ModelConfig:
     """Ours: the `keypoints` head also reads a wide view of the neck's features (three dilated
     3x3 convs at stride 8, about 120 input pixels across, added before that head only): its own
     3x3 window sees 12 pixels, too little to tell an occluded joint or which finger is which."""
+    keypoint_refine: bool = False
+    """Ours: two residual blocks (1x1 expand to twice the neck's width, depthwise 3x3 with
+    dilation 1 then 2, 1x1 back) on the `keypoints` head's input, before that head only. The
+    head itself is one hidden layer: a joint's heatmap is one nonlinearity away from the shared
+    features, too shallow to tell one finger's joint from the next finger's."""
 
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONES:
@@ -120,6 +125,15 @@ class ModelConfig:
         if self.keypoint_context and "keypoints" not in heads:
             raise ConfigError(
                 "model.keypoint_context: true needs the `keypoints` head in model.heads "
+                f"(heads are {list(heads)})"
+            )
+        if not isinstance(self.keypoint_refine, bool):
+            raise ConfigError(
+                f"model.keypoint_refine: {self.keypoint_refine!r} must be true or false"
+            )
+        if self.keypoint_refine and "keypoints" not in heads:
+            raise ConfigError(
+                "model.keypoint_refine: true needs the `keypoints` head in model.heads "
                 f"(heads are {list(heads)})"
             )
 

@@ -311,3 +311,43 @@ def test_keypoint_skip_and_context_add_up() -> None:
         far[..., 12:, 12:] += 1.0
         moved = model.keypoint_context(far) - model.keypoint_context(feat)
         assert moved[..., :4, :4].abs().max() > 1e-4
+
+
+@pytest.mark.parametrize("with_detail", [False, True])
+def test_keypoint_refine_deepens_only_the_keypoints_head(with_detail: bool) -> None:
+    torch.manual_seed(5)
+    plain = dataclasses.replace(KEYPOINT_MODEL, keypoint_context=with_detail)
+    config = dataclasses.replace(plain, keypoint_refine=True)
+    model = SMHRNet(config).eval()
+    reference = SMHRNet(plain).eval()
+    added = set(model.state_dict()) - set(reference.state_dict())
+    assert added == {
+        f"keypoint_refine.{i}.{layer}.{p}"
+        for i in (0, 1)
+        for layer in ("expand", "depthwise", "project")
+        for p in ("weight", "bias")
+    }
+    assert model.keypoint_refine[1].depthwise.dilation == (2, 2)
+    reference.load_state_dict({k: v for k, v in model.state_dict().items() if k not in added})
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        # The blocks start as the identity: the model computes what it did without them.
+        torch.testing.assert_close(model(x), reference(x), rtol=0.0, atol=0.0)
+        for block in model.keypoint_refine:
+            block.project.weight.normal_(0.0, 0.1)
+        feat, detail = model.features_and_detail(x)
+        refined = model.head_maps(feat, ["hm", "keypoints"], detail)
+        plain_maps = reference.head_maps(feat, ["hm", "keypoints"], detail)
+        assert torch.equal(refined["hm"], plain_maps["hm"])
+        assert (refined["keypoints"] - plain_maps["keypoints"]).abs().max() > 1e-3
+        # The blocks widen the head's view: with dilations 1 and 2 and the head's own 3x3 a cell
+        # reads cells up to four away, where the head alone reads one.
+        moved = feat.clone()
+        moved[..., 8, 8] += 1.0
+        change = model.head_maps(moved, ["keypoints"], detail)["keypoints"] - refined["keypoints"]
+        assert change[..., 4, 8].abs().max() > 1e-5
+        alone = reference.head_maps(moved, ["keypoints"], detail)["keypoints"]
+        assert torch.equal(alone[..., 4, 8], plain_maps["keypoints"][..., 4, 8])
+        b, ys, xs = torch.tensor([0, 1]), torch.tensor([0, 9]), torch.tensor([15, 3])
+        sparse = model.heads_at(feat, b, ys, xs, ["keypoints"], detail)["keypoints"]
+        torch.testing.assert_close(sparse, refined["keypoints"][b, :, ys, xs], rtol=1e-4, atol=1e-5)
