@@ -30,6 +30,11 @@ HEAD_WIDTH_FIELDS = {"params": "params_head_channels", "keypoints": "keypoint_he
 """The heads whose hidden width can differ from the neck's, with the field that sets it."""
 
 
+KEYPOINT_MODULE_FLAGS = ("keypoint_skip", "keypoint_context", "keypoint_refine")
+"""`ModelConfig` flags (ours) that each add a module, named as the flag, to the `keypoints`
+head's input."""
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """What network a checkpoint holds. Saved inside our checkpoints as `smhr_meta.model`."""
@@ -111,31 +116,15 @@ class ModelConfig:
                 "model.keypoint_head_channels: a width needs the `keypoints` head in model.heads "
                 f"(heads are {list(heads)})"
             )
-        if not isinstance(self.keypoint_skip, bool):
-            raise ConfigError(f"model.keypoint_skip: {self.keypoint_skip!r} must be true or false")
-        if self.keypoint_skip and "keypoints" not in heads:
-            raise ConfigError(
-                "model.keypoint_skip: true needs the `keypoints` head in model.heads "
-                f"(heads are {list(heads)})"
-            )
-        if not isinstance(self.keypoint_context, bool):
-            raise ConfigError(
-                f"model.keypoint_context: {self.keypoint_context!r} must be true or false"
-            )
-        if self.keypoint_context and "keypoints" not in heads:
-            raise ConfigError(
-                "model.keypoint_context: true needs the `keypoints` head in model.heads "
-                f"(heads are {list(heads)})"
-            )
-        if not isinstance(self.keypoint_refine, bool):
-            raise ConfigError(
-                f"model.keypoint_refine: {self.keypoint_refine!r} must be true or false"
-            )
-        if self.keypoint_refine and "keypoints" not in heads:
-            raise ConfigError(
-                "model.keypoint_refine: true needs the `keypoints` head in model.heads "
-                f"(heads are {list(heads)})"
-            )
+        for flag in KEYPOINT_MODULE_FLAGS:
+            on = getattr(self, flag)
+            if not isinstance(on, bool):
+                raise ConfigError(f"model.{flag}: {on!r} must be true or false")
+            if on and "keypoints" not in heads:
+                raise ConfigError(
+                    f"model.{flag}: true needs the `keypoints` head in model.heads "
+                    f"(heads are {list(heads)})"
+                )
 
     def head_hidden_channels(self, name: str) -> int:
         """Hidden width of head `name`: its own width setting, else `neck_channels`."""

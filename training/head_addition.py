@@ -11,26 +11,23 @@ import dataclasses
 import torch
 from torch import nn
 
-from smhr_core.config import HEAD_WIDTH_FIELDS, ModelConfig
-
-OPTIONAL_MODULES = ("keypoint_skip", "keypoint_context", "keypoint_refine")
-"""`ModelConfig` flags that each add a module of that name (and state-dict prefix), in order."""
+from smhr_core.config import HEAD_WIDTH_FIELDS, KEYPOINT_MODULE_FLAGS, ModelConfig
 
 
 def added_modules(old: ModelConfig, new: ModelConfig) -> tuple[str, ...]:
-    """The modules `new` adds to `old` (its extra heads, then each of `OPTIONAL_MODULES` that
+    """The modules `new` adds to `old` (its extra heads, then each of `KEYPOINT_MODULE_FLAGS` that
     `new` turns on) when that is the only difference, else ()."""
     kept = tuple(h for h in new.heads if h in old.heads)
     extra = tuple(h for h in new.heads if h not in old.heads)
-    flags = {m: getattr(old, m) for m in OPTIONAL_MODULES}
+    flags = {m: getattr(old, m) for m in KEYPOINT_MODULE_FLAGS}
     # An added head may have its own width; a kept one must keep its width.
     widths = {field: getattr(old, field) for field in HEAD_WIDTH_FIELDS.values()}
     same_otherwise = dataclasses.replace(new, heads=old.heads, **flags, **widths) == old
-    dropped = any(getattr(old, m) and not getattr(new, m) for m in OPTIONAL_MODULES)
+    dropped = any(getattr(old, m) and not getattr(new, m) for m in KEYPOINT_MODULE_FLAGS)
     resized = any(new.head_hidden_channels(h) != old.head_hidden_channels(h) for h in kept)
     if not same_otherwise or kept != old.heads or dropped or resized:
         return ()
-    turned_on = tuple(m for m in OPTIONAL_MODULES if getattr(new, m) and not getattr(old, m))
+    turned_on = tuple(m for m in KEYPOINT_MODULE_FLAGS if getattr(new, m) and not getattr(old, m))
     return extra + turned_on
 
 
