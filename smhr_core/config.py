@@ -30,11 +30,6 @@ HEAD_WIDTH_FIELDS = {"params": "params_head_channels", "keypoints": "keypoint_he
 """The heads whose hidden width can differ from the neck's, with the field that sets it."""
 
 
-KEYPOINT_MODULE_FLAGS = ("keypoint_skip", "keypoint_context", "keypoint_refine")
-"""`ModelConfig` flags (ours) that each add a module, named as the flag, to the `keypoints`
-head's input."""
-
-
 @dataclass(frozen=True)
 class ModelConfig:
     """What network a checkpoint holds. Saved inside our checkpoints as `smhr_meta.model`."""
@@ -61,11 +56,6 @@ class ModelConfig:
     """Ours: the `keypoints` head also reads a wide view of the neck's features (three dilated
     3x3 convs at stride 8, about 120 input pixels across, added before that head only): its own
     3x3 window sees 12 pixels, too little to tell an occluded joint or which finger is which."""
-    keypoint_refine: bool = False
-    """Ours: two residual blocks (1x1 expand to twice the neck's width, depthwise 3x3 with
-    dilation 1 then 2, 1x1 back) on the `keypoints` head's input, before that head only. The
-    head itself is one hidden layer: a joint's heatmap is one nonlinearity away from the shared
-    features, too shallow to tell one finger's joint from the next finger's."""
 
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONES:
@@ -116,15 +106,22 @@ class ModelConfig:
                 "model.keypoint_head_channels: a width needs the `keypoints` head in model.heads "
                 f"(heads are {list(heads)})"
             )
-        for flag in KEYPOINT_MODULE_FLAGS:
-            on = getattr(self, flag)
-            if not isinstance(on, bool):
-                raise ConfigError(f"model.{flag}: {on!r} must be true or false")
-            if on and "keypoints" not in heads:
-                raise ConfigError(
-                    f"model.{flag}: true needs the `keypoints` head in model.heads "
-                    f"(heads are {list(heads)})"
-                )
+        if not isinstance(self.keypoint_skip, bool):
+            raise ConfigError(f"model.keypoint_skip: {self.keypoint_skip!r} must be true or false")
+        if self.keypoint_skip and "keypoints" not in heads:
+            raise ConfigError(
+                "model.keypoint_skip: true needs the `keypoints` head in model.heads "
+                f"(heads are {list(heads)})"
+            )
+        if not isinstance(self.keypoint_context, bool):
+            raise ConfigError(
+                f"model.keypoint_context: {self.keypoint_context!r} must be true or false"
+            )
+        if self.keypoint_context and "keypoints" not in heads:
+            raise ConfigError(
+                "model.keypoint_context: true needs the `keypoints` head in model.heads "
+                f"(heads are {list(heads)})"
+            )
 
     def head_hidden_channels(self, name: str) -> int:
         """Hidden width of head `name`: its own width setting, else `neck_channels`."""

@@ -8,8 +8,7 @@ Two ways to read the heads:
 With `ModelConfig.keypoint_skip` (ours) the `keypoints` head reads the neck's features plus a
 small conv of the backbone's stride-4 features, and with `ModelConfig.keypoint_context` (ours)
 plus a wide, dilated view of the neck's features; the sum of these extras is `detail`, and
-`features_and_detail(x)` gives the features and it. With `ModelConfig.keypoint_refine` (ours)
-two residual blocks deepen that head's input (features plus detail) before the head.
+`features_and_detail(x)` gives the features and it.
 """
 
 from __future__ import annotations
@@ -107,41 +106,14 @@ def _make_keypoint_context(width: int) -> nn.Sequential:
     return context
 
 
-class InvertedResidual(nn.Module):
-    """x + project(relu(depthwise(relu(expand(x))))): MobileNetV2's block without batch norm
-    (training batches of 8 are too small to estimate its statistics). `project` starts at zero,
-    so the block starts as the identity."""
-
-    def __init__(self, width: int, dilation: int) -> None:
-        super().__init__()
-        hidden = 2 * width
-        self.expand = nn.Conv2d(width, hidden, kernel_size=1)
-        self.depthwise = nn.Conv2d(
-            hidden, hidden, kernel_size=3, padding=dilation, dilation=dilation, groups=hidden
-        )
-        self.project = nn.Conv2d(hidden, width, kernel_size=1)
-        nn.init.zeros_(self.project.weight)
-        nn.init.zeros_(self.project.bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        hidden = torch.relu(self.depthwise(torch.relu(self.expand(x))))
-        return x + self.project(hidden)
-
-
-def _make_keypoint_refine(width: int) -> nn.Sequential:
-    # Depthwise blocks: a full 3x3 conv at the neck's width on the stride-4 map would cost
-    # about a third of the backbone; these two cost about a tenth of it.
-    return nn.Sequential(InvertedResidual(width, dilation=1), InvertedResidual(width, dilation=2))
-
-
 class SMHRNet(nn.Module):
     """The SMHR network for one `ModelConfig`.
 
     State-dict keys are those of the released checkpoints: the backbone's layers are registered
     directly on this module (`conv1.*`, `bn1.*`, `layer1.*` ... for ResNets; `stem.*`, `blocks.*`
     for EfficientNet-Lite0), then `p3`, `p4`, `p5`, `p3_l2`..`p5_l2`, `feat`, `feat_bn` and one
-    `Sequential` per head in `config.heads` (and `keypoint_skip`, `keypoint_context`,
-    `keypoint_refine`, ours, with those options).
+    `Sequential` per head in `config.heads` (and `keypoint_skip`, `keypoint_context`, ours, with
+    those options).
     Input: (B, 3, R, R) normalised BGR (see `smhr_core.preprocess.normalise`); maps are
     (R/4, R/4).
     """
@@ -179,9 +151,6 @@ class SMHRNet(nn.Module):
         self.keypoint_context: nn.Sequential | None = None
         if config.keypoint_context:
             self.keypoint_context = _make_keypoint_context(width)
-        self.keypoint_refine: nn.Sequential | None = None
-        if config.keypoint_refine:
-            self.keypoint_refine = _make_keypoint_refine(width)
 
     @property
     def backbone(self) -> nn.Module:
@@ -219,19 +188,14 @@ class SMHRNet(nn.Module):
     def _head_input(
         self, name: str, feat: torch.Tensor, detail: torch.Tensor | None
     ) -> torch.Tensor:
-        if name != "keypoints":
+        if name != "keypoints" or not self.keypoints_need_detail:
             return feat
-        source = feat
-        if self.keypoints_need_detail:
-            if detail is None:
-                raise ValueError(
-                    "the keypoints head of this model (keypoint_skip or keypoint_context) needs "
-                    "`detail` from features_and_detail"
-                )
-            source = feat + detail
-        if self.keypoint_refine is not None:
-            source = self.keypoint_refine(source)
-        return source
+        if detail is None:
+            raise ValueError(
+                "the keypoints head of this model (keypoint_skip or keypoint_context) needs "
+                "`detail` from features_and_detail"
+            )
+        return feat + detail
 
     def _check_names(self, names: tuple[str, ...] | list[str]) -> None:
         unknown = [n for n in names if n not in self.head_names]
