@@ -1,9 +1,18 @@
 """2D joints read from the `keypoints` head (ours): per-joint heatmaps plus sub-cell offsets.
 
 Every hand of an image shares the 21 heatmap channels, so each hand reads joint j near where its
-own mesh puts joint j: the strongest cell of channel j within a window around that guess. The
-window scales with the hand (a fraction of its keypoint box), so a hand does not take a
-neighbouring hand's joints unless the two overlap.
+own mesh puts joint j, within a window around that guess. The window scales with the hand (a
+fraction of its keypoint box), so a hand does not take a neighbouring hand's joints unless the two
+overlap.
+
+Within the window a joint's channel often has two or more peaks of similar height: the joint and
+another joint of the same hand (the next finger's tip, say), and the strongest peak alone then
+often picks the wrong one. So each joint keeps its few strongest peaks, and the
+hand's 21 choices are made together along the kinematic tree: each choice scores the log of its
+heat, minus a penalty for each bone whose 2D vector departs from the mesh's bone (capped, so that
+one badly guessed bone cannot drag confident joints away). The tree makes this exact by dynamic
+programming. On held-out synthetic scenes this took the median 2D error of the default model
+from 6.9 to 6.6 % of the box (settings chosen on other scenes).
 """
 
 from __future__ import annotations
@@ -11,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from smhr_core.decode import OUTPUT_STRIDE, heatmap_scores
 from smhr_core.network import KEYPOINT_JOINTS
@@ -19,6 +29,15 @@ SEARCH_FRACTION = 0.25
 """Search radius around the mesh's guess, as a fraction of the guess's keypoint box side."""
 MIN_SEARCH_CELLS = 2.0
 """Smallest search radius, cells (8 input pixels)."""
+PEAK_CANDIDATES = 3
+"""Local maxima of a joint's channel kept as candidates (the strongest first)."""
+BONE_WEIGHT = 20.0
+"""Weight of a bone's squared 2D departure from the mesh's bone, in (fraction of the box)^2,
+against the log heat of the joints. Chosen on 60 validation scenes (seeds 3000000-3000059)."""
+BONE_COST_CAP = 0.05
+"""Cap of a bone's squared departure (fraction of the box squared; about 22 % of the box)."""
+JOINT_PARENTS = (0, 0, 1, 2, 3, 0, 5, 6, 7, 0, 9, 10, 11, 0, 13, 14, 15, 0, 17, 18, 19)
+"""Parent of each joint in the FreiHAND order (the wrist is its own); parents come first."""
 
 
 @dataclass(frozen=True)
@@ -60,13 +79,56 @@ def read_keypoints(
     dx = grid.view(1, 1, 1, -1) - guess_cells[..., 0, None, None]
     dy = grid.view(1, 1, -1, 1) - guess_cells[..., 1, None, None]
     inside = (dx**2 + dy**2) <= radius.view(-1, 1, 1, 1) ** 2
-    masked = torch.where(inside, heat, torch.full_like(heat, -1.0)).reshape(n, KEYPOINT_JOINTS, -1)
-    confidence, cell = masked.max(dim=-1)  # (N, 21)
-    offsets = maps[batch_index.long(), KEYPOINT_JOINTS:].reshape(n, 2, -1)  # (N, 2, W*W)
-    at = offsets.gather(2, cell[:, None, :].expand(-1, 2, -1)).permute(0, 2, 1)  # (N, 21, 2)
-    column = (cell % width).float()
-    row = torch.div(cell, width, rounding_mode="floor").float()
-    keypoints = torch.stack([column, row], dim=-1) + at
-    return HeatmapKeypoints(
-        keypoints_px=keypoints * OUTPUT_STRIDE, confidence=confidence.clamp(min=0.0)
+    masked = torch.where(inside, heat, torch.full_like(heat, -1.0))
+    # Local maxima in the window; the window's strongest cell is always one of them.
+    peaks = inside & (masked == _neighbourhood_max(masked))
+    candidates = torch.where(peaks, masked, torch.full_like(masked, -1.0)).reshape(
+        n, KEYPOINT_JOINTS, -1
     )
+    scores, cells = candidates.topk(min(PEAK_CANDIDATES, width * width), dim=-1)  # (N, 21, K)
+    offsets = maps[batch_index.long(), KEYPOINT_JOINTS:].reshape(n, 2, -1)  # (N, 2, W*W)
+    flat = cells.reshape(n, 1, -1).expand(-1, 2, -1)
+    at = offsets.gather(2, flat).reshape(n, 2, KEYPOINT_JOINTS, -1).permute(0, 2, 3, 1)
+    column = (cells % width).float()
+    row = torch.div(cells, width, rounding_mode="floor").float()
+    places = (torch.stack([column, row], dim=-1) + at) * OUTPUT_STRIDE  # (N, 21, K, 2) pixels
+    # A window has fewer peaks than K only where a candidate is no peak (score -1): never chosen.
+    unary = torch.where(scores >= 0, scores.clamp(min=1e-4).log(), torch.full_like(scores, -1e9))
+    choice = _choose_along_tree(unary, places, guess_px.float())
+    keypoints = places.gather(2, choice[..., None, None].expand(-1, -1, 1, 2))[:, :, 0]
+    confidence = scores.gather(2, choice[..., None])[..., 0]
+    return HeatmapKeypoints(keypoints_px=keypoints, confidence=confidence.clamp(min=0.0))
+
+
+def _choose_along_tree(
+    unary: torch.Tensor, places: torch.Tensor, guess_px: torch.Tensor
+) -> torch.Tensor:
+    """(N, 21) index of each joint's chosen candidate: the best total of `unary` (N, 21, K) minus
+    the capped bone penalties between candidate `places` (N, 21, K, 2) and the guess's bones,
+    by max-sum over the tree (leaves first)."""
+    n = int(unary.shape[0])
+    box = (guess_px.amax(dim=1) - guess_px.amin(dim=1)).amax(dim=-1).clamp(min=1.0)  # (N,)
+    total = unary.clone()
+    best_child: dict[int, torch.Tensor] = {}
+    for joint in range(KEYPOINT_JOINTS - 1, 0, -1):
+        parent = JOINT_PARENTS[joint]
+        bones = places[:, joint, None, :, :] - places[:, parent, :, None, :]  # (N, Kp, Kj, 2)
+        guessed = (guess_px[:, joint] - guess_px[:, parent])[:, None, None, :]
+        departure = ((bones - guessed) ** 2).sum(dim=-1) / box[:, None, None] ** 2
+        score = total[:, joint, None, :] - BONE_WEIGHT * departure.clamp(max=BONE_COST_CAP)
+        value, best_child[joint] = score.max(dim=-1)  # (N, Kp)
+        total[:, parent] += value
+    choice = torch.zeros((n, KEYPOINT_JOINTS), dtype=torch.long, device=unary.device)
+    choice[:, 0] = total[:, 0].argmax(dim=-1)
+    for joint in range(1, KEYPOINT_JOINTS):
+        parent_choice = choice[:, JOINT_PARENTS[joint], None]
+        choice[:, joint] = best_child[joint].gather(1, parent_choice)[:, 0]
+    return choice
+
+
+def _neighbourhood_max(maps: torch.Tensor) -> torch.Tensor:
+    """The max over each cell's 3x3 neighbourhood of (..., W, W) `maps` (at least -1), as
+    shifted maxima: on a CPU several times faster than `max_pool2d` on these shapes."""
+    padded = F.pad(maps, (1, 1, 1, 1), value=-1.0)
+    rows = torch.maximum(torch.maximum(padded[..., :-2], padded[..., 1:-1]), padded[..., 2:])
+    return torch.maximum(torch.maximum(rows[..., :-2, :], rows[..., 1:-1, :]), rows[..., 2:, :])

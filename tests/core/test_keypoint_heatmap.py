@@ -69,3 +69,24 @@ def test_no_hands_and_bad_maps() -> None:
     assert empty.keypoints_px.shape == (0, 21, 2) and empty.confidence.shape == (0, 21)
     with pytest.raises(ValueError, match="maps: expected"):
         read_keypoints(maps[:, :21], torch.tensor([0]), torch.zeros(1, 21, 2))
+
+
+def test_of_two_peaks_the_one_that_fits_the_hand_wins() -> None:
+    hand = _hand(40.0, 40.0, 6)
+    maps = _maps_with_joints(hand[None])
+    # Joint 8 (index tip) also lights up, more strongly, at joint 9's place 12 px away: the
+    # strongest cell alone would take it, but its bone from joint 7 would then be 12 px off the
+    # mesh's, against 0 for the weaker true peak.
+    decoy = (hand[9] / 4).floor().long()
+    maps[0, 8, decoy[1], decoy[0]] = 3.5
+    assert float((hand[9] - hand[8]).norm()) < 0.25 * 52.0  # within joint 8's window
+    found = read_keypoints(maps, torch.tensor([0]), hand[None])
+    torch.testing.assert_close(found.keypoints_px[0], hand, atol=1e-4, rtol=0)
+    torch.testing.assert_close(
+        found.confidence[0, 8], torch.sigmoid(torch.tensor(3.0)), atol=1e-6, rtol=0
+    )
+    # With the decoy much stronger than the true peak the heat wins over the bone.
+    maps[0, 8, decoy[1], decoy[0]] = 9.0
+    maps[0, 8, int(hand[8, 1] // 4), int(hand[8, 0] // 4)] = -3.0
+    found = read_keypoints(maps, torch.tensor([0]), hand[None])
+    torch.testing.assert_close(found.keypoints_px[0, 8], hand[9], atol=1e-4, rtol=0)

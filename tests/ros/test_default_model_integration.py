@@ -21,9 +21,10 @@ RESOLUTION = 320
 START_TIMEOUT_S = 240.0
 REPLY_TIMEOUT_S = 120.0
 
-# Bounds below what the shipped model (v24, keypoint fit on) measured on these scenes through the
-# node (recall 1.00, precision 1.00, 2D error 0.058 of the box, wrist-relative joints 0.024 m,
-# handedness 21/23; v23 measured 1.00, 1.00, 0.069, 0.026 m, 20/23; v22 measured 1.00, 1.00, 0.074,
+# Bounds below what the shipped model (v24, keypoint fit on, joints read along the kinematic tree)
+# measured on these scenes through the node (recall 1.00, precision 1.00, 2D error 0.061 of the
+# box, wrist-relative joints 0.024 m, handedness 21/23; with each joint's strongest peak 0.058 and
+# 0.024 m; v23 measured 1.00, 1.00, 0.069, 0.026 m, 20/23; v22 measured 1.00, 1.00, 0.074,
 # 0.027 m, 19/23; v21 measured 1.00, 1.00, 0.078, 0.027 m, 20/23; v20 measured 1.00, 1.00, 0.088,
 # 0.033 m, 18/23 (with v20's fit settings); v19 measured 1.00, 1.00, 0.084, 0.026 m, 19/23; v18
 # measured 1.00, 1.00, 0.094, 0.038 m, 17/23; v17 measured 1.00, 1.00, 0.096, 0.036 m, 18/23; v16
