@@ -81,6 +81,28 @@ def test_unconfident_joints_do_not_pull(hand_model: HandModel) -> None:
     assert all(low < 0.6 * high for low, high in zip(errors[0.02], errors[1.0], strict=True))
 
 
+def test_the_confidence_power_weakens_the_pull_of_doubtful_joints(hand_model: HandModel) -> None:
+    """Fingertips 40 px off with a middling score (0.3, above the cut-off) against the rest at
+    0.9: squaring the scores lets the sure joints decide, and the fit lands closer to the truth."""
+    (orient, pose, betas, translation, is_right), start = _true_and_start(5)
+    target = project(hand_model.joints(orient, pose, betas, translation, is_right), RESOLUTION)
+    wrong = target.clone()
+    wrong[:, 16:] += 40.0
+    confidence = torch.full((3, 21), 0.9)
+    confidence[:, 16:] = 0.3
+    errors = {}
+    for power in (1.0, 2.0):
+        fitted = fit_hands(
+            hand_model, *start[:2], betas, start[2], is_right, wrong, confidence, RESOLUTION,
+            FitSettings(confidence_power=power),
+        )  # fmt: skip
+        errors[power] = _error_pct(
+            hand_model, (fitted.global_orient, fitted.hand_pose, fitted.translation), betas,
+            is_right, target,
+        )  # fmt: skip
+    assert all(sq < 0.8 * lin for sq, lin in zip(errors[2.0], errors[1.0], strict=True)), errors
+
+
 def test_zero_iterations_and_no_evidence_keep_the_network_hand(hand_model: HandModel) -> None:
     (orient, pose, betas, translation, is_right), start = _true_and_start(2)
     target = project(hand_model.joints(orient, pose, betas, translation, is_right), RESOLUTION)
@@ -131,7 +153,8 @@ def test_fit_runs_on_inference_mode_tensors(hand_model: HandModel) -> None:
 
 
 @pytest.mark.parametrize(
-    ("field", "value"), [("iterations", -1), ("iterations", 1.5), ("pose_prior", -0.1)]
+    ("field", "value"),
+    [("iterations", -1), ("iterations", 1.5), ("pose_prior", -0.1), ("confidence_power", -1.0)],
 )
 def test_settings_are_validated(field: str, value) -> None:
     with pytest.raises(ValueError, match=field.split("_")[0]):
