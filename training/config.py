@@ -201,9 +201,6 @@ class LossWeights:
     for models without that head). 100, like the centre heatmap's."""
     keypoint_offset: float = 100.0
     """L1 (cells) of the joints' sub-cell offsets read from the `keypoints` head."""
-    keypoint_confusion: float = 0.0
-    """Hinge on each joint's heatmap logit at the same hand's other joints against its own
-    (`training.keypoint_targets.confusion_loss`). Ours, not in the reference (0)."""
     hard_fraction: float = 0.7
     """With the photometric loss on, each batch averages this worst fraction of samples."""
 

@@ -5,10 +5,6 @@ Targets are built on the fly from the batch's labelled 2D keypoints, so the samp
 (`training.sample`) is unchanged: joint j of every hand puts a Gaussian peak of exactly 1 on
 channel j at the cell floor(keypoint / 4), and that cell's offset target is keypoint / 4 - cell
 (in cells, in [0, 1)). Hands in one image share the channels, as CenterNet's people do.
-
-`confusion_loss` (ours) adds a margin between a joint's channel at its own cell and the same
-channel at the hand's other joints: most of the default model's gross joint errors were one joint
-of a hand taken for another, with the true peak only a little weaker than the chosen one.
 """
 
 from __future__ import annotations
@@ -25,9 +21,6 @@ GAUSSIAN_RADIUS_CELLS = 2
 about 2-4 cells apart on a hand of 60-115 pixels, so one channel per joint keeps them apart."""
 GAUSSIAN_SIGMA_CELLS = (2 * GAUSSIAN_RADIUS_CELLS + 1) / 6.0
 """CenterNet's sigma for a given radius."""
-CONFUSION_MARGIN = 2.0
-"""Logit margin by which joint j's channel should be higher at j's cell than at the cell of
-another joint of the same hand (2: heat 0.5 against 0.12)."""
 
 
 @dataclass(frozen=True)
@@ -90,35 +83,3 @@ def offset_loss(maps: torch.Tensor, targets: KeypointTargets) -> torch.Tensor:
     error = (predicted - targets.offset.reshape(batch, -1, 2)).abs().sum(-1)
     on = targets.on.reshape(batch, -1)
     return (error * on).sum(-1) / on.sum(-1).clamp(min=1.0)
-
-
-def confusion_loss(maps: torch.Tensor, targets: KeypointTargets) -> torch.Tensor:
-    """Per-sample (B,) mean hinge max(0, z_j(cell of k) - z_j(cell of j) + margin) over the
-    ordered pairs (j, k) of labelled joints of one hand whose cells lie outside each other's
-    Gaussian (0 when a sample has no such pair), where z_j is channel j's logit.
-
-    Only pairs that break the margin pull: channel j is pushed up at its joint and down where the
-    same hand's joint k sits, the choice the reading of the heatmaps
-    (`smhr_core.keypoint_heatmap`) gets wrong most often.
-
-    Args:
-        maps: (B, 23, W, W) `keypoints` head output; channels 0-20 are the heatmap logits.
-    """
-    batch, slots, joints = targets.cell.shape
-    width = maps.shape[-1]
-    logits = maps[:, :joints].float().reshape(batch, joints, -1)  # (B, 21, W*W)
-    index = targets.cell.reshape(batch, 1, slots * joints).expand(-1, joints, -1)
-    # at[b, m, j, k]: channel j at the cell of joint k of hand m.
-    at = logits.gather(2, index).reshape(batch, joints, slots, joints).permute(0, 2, 1, 3)
-    own = torch.diagonal(at, dim1=2, dim2=3)  # (B, M, 21): channel j at joint j
-    hinge = torch.relu(at - own[..., None] + CONFUSION_MARGIN)
-    column, row = targets.cell % width, torch.div(targets.cell, width, rounding_mode="floor")
-    apart = (
-        torch.maximum(
-            (column[..., :, None] - column[..., None, :]).abs(),
-            (row[..., :, None] - row[..., None, :]).abs(),
-        )
-        > GAUSSIAN_RADIUS_CELLS
-    )
-    pairs = apart.float() * targets.on[..., :, None] * targets.on[..., None, :]
-    return (hinge * pairs).sum((1, 2, 3)) / pairs.sum((1, 2, 3)).clamp(min=1.0)

@@ -22,8 +22,7 @@ Terms (weights from `training.config.LossWeights`):
   decoder reads it, the `handmap` logits at each labelled centre (right minus left);
 - `keypoint_heatmap` / `keypoint_offset` (ours, models with the `keypoints` head): the focal
   loss of the per-joint heatmaps and the L1 of the joints' sub-cell offsets
-  (`training.keypoint_targets`); `keypoint_confusion` (ours, weight 0 by default): a logit
-  margin between each joint's channel at its own cell and at the same hand's other joints.
+  (`training.keypoint_targets`).
 
 The network's parameters are read at each labelled hand's centre cell `ind` (the ground-truth
 centre, as in training), from the left or the right set by the labelled handedness, and decoded
@@ -56,7 +55,7 @@ from smhr_core.rotations import axis_angle_to_matrix
 from training import sample as S
 from training.config import LossWeights
 from training.joint_limits import left_limits, right_limits
-from training.keypoint_targets import confusion_loss, keypoint_targets, offset_loss
+from training.keypoint_targets import keypoint_targets, offset_loss
 from training.render import HandRenderer, albedo_from_texture
 
 FOCAL_ALPHA = 2.0
@@ -96,7 +95,6 @@ TERMS = (
     "finger_rotation",
     "keypoint_heatmap",
     "keypoint_offset",
-    "keypoint_confusion",
 )
 
 
@@ -122,7 +120,6 @@ class LossBreakdown:
     finger_rotation: torch.Tensor
     keypoint_heatmap: torch.Tensor
     keypoint_offset: torch.Tensor
-    keypoint_confusion: torch.Tensor
 
     def scalars(self) -> dict[str, float]:
         """Every field as a Python float (for logs)."""
@@ -361,13 +358,9 @@ class SMHRLoss(nn.Module):
                 maps[:, : targets.heatmap.shape[1]], targets.heatmap
             )
             per_sample["keypoint_offset"] = offset_loss(maps, targets)
-            per_sample["keypoint_confusion"] = (
-                confusion_loss(maps, targets) if w.keypoint_confusion > 0 else zeros
-            )
         else:
             per_sample["keypoint_heatmap"] = zeros
             per_sample["keypoint_offset"] = zeros
-            per_sample["keypoint_confusion"] = zeros
 
         if photometric:
             per_sample["photometric"], per_sample["mask"] = self._photometric(outputs, batch, pred)

@@ -5,13 +5,7 @@ from __future__ import annotations
 import torch
 
 from smhr_core.network import KEYPOINT_JOINTS
-from training.keypoint_targets import (
-    CONFUSION_MARGIN,
-    GAUSSIAN_RADIUS_CELLS,
-    confusion_loss,
-    keypoint_targets,
-    offset_loss,
-)
+from training.keypoint_targets import keypoint_targets, offset_loss
 from training.losses import focal_loss
 
 WIDTH = 16
@@ -73,43 +67,3 @@ def test_heatmap_focal_loss_rewards_the_targets() -> None:
     good = torch.logit(t.heatmap.clamp(1e-4, 1 - 1e-4))
     flat = torch.full_like(good, -4.59)
     assert bool((focal_loss(good, t.heatmap) < focal_loss(flat, t.heatmap) / 10).all())
-
-
-def test_confusion_loss_is_zero_when_every_margin_holds_and_counts_only_distant_pairs() -> None:
-    # 21 joints of one hand on distinct cells; joint 1 right next to joint 0 (inside its Gaussian).
-    cells = [(2, 2), (3, 2)] + [(1 + 3 * (i % 5), 5 + 3 * (i // 5)) for i in range(19)]
-    keypoints = (torch.tensor(cells, dtype=torch.float32) + 0.5).reshape(1, 1, -1, 2) * 4
-    t = keypoint_targets(keypoints, torch.ones(1, 1, KEYPOINT_JOINTS), torch.ones(1, 1), 32)
-    maps = torch.full((1, KEYPOINT_JOINTS + 2, 32, 32), -6.0)
-    for j, (x, y) in enumerate(cells):
-        maps[0, j, y, x] = 0.0
-    torch.testing.assert_close(confusion_loss(maps, t), torch.zeros(1))
-    # Channel 0 as high at its neighbour joint 1 as at joint 0: within the Gaussian, not counted.
-    maps[0, 0, 2, 3] = 0.0
-    torch.testing.assert_close(confusion_loss(maps, t), torch.zeros(1))
-    # Channel 0 as high at joint 5's cell: one distant pair breaks the margin by the margin.
-    x5, y5 = cells[5]
-    maps[0, 0, y5, x5] = 0.0
-    xy = torch.tensor(cells)
-    apart = (xy[:, None] - xy[None, :]).abs().amax(-1) > GAUSSIAN_RADIUS_CELLS
-    expected = CONFUSION_MARGIN / float(apart.sum())
-    torch.testing.assert_close(confusion_loss(maps, t), torch.tensor([expected]))
-
-
-def test_confusion_loss_pulls_a_joint_channel_up_at_its_joint_and_down_at_the_others() -> None:
-    keypoints, visible, valid = _keypoints()
-    t = keypoint_targets(keypoints, visible, valid, WIDTH)
-    maps = torch.zeros(2, KEYPOINT_JOINTS + 2, WIDTH, WIDTH, requires_grad=True)
-    loss = confusion_loss(maps, t)
-    assert bool((loss > 0).all())  # all logits equal: every distant pair breaks the margin
-    loss.sum().backward()
-    grad = maps.grad[0, 0].reshape(-1)
-    own, other = int(t.cell[0, 0, 0]), int(t.cell[0, 0, 5])
-    assert float(grad[own]) < 0.0 < float(grad[other])  # descent raises own, lowers other
-    # Only the cells of labelled joints are touched.
-    touched = torch.zeros(2, WIDTH * WIDTH, dtype=torch.bool)
-    for b in range(2):
-        touched[b, t.cell[b][t.on[b] > 0]] = True
-    untouched = maps.grad[:, :KEYPOINT_JOINTS].reshape(2, KEYPOINT_JOINTS, -1).abs().sum(1)
-    assert float(untouched[~touched].sum()) == 0.0 and float(untouched[touched].min()) > 0.0
-    assert float(maps.grad[:, KEYPOINT_JOINTS:].abs().sum()) == 0.0  # offsets untouched
