@@ -90,3 +90,24 @@ def test_of_two_peaks_the_one_that_fits_the_hand_wins() -> None:
     maps[0, 8, int(hand[8, 1] // 4), int(hand[8, 0] // 4)] = -3.0
     found = read_keypoints(maps, torch.tensor([0]), hand[None])
     torch.testing.assert_close(found.keypoints_px[0, 8], hand[9], atol=1e-4, rtol=0)
+
+
+def test_a_joint_between_two_hot_cells_is_placed_between_them() -> None:
+    hand = _hand(40.0, 40.0, 7)
+    maps = _maps_with_joints(hand[None])
+    maps[0, KEYPOINT_JOINTS:] = 0.5  # every cell's joint place is its centre
+    x, y = int(hand[4, 0] // 4), int(hand[4, 1] // 4)
+    maps[0, 4, y, x + 1] = 3.0  # the tip's right neighbour is as hot as its own cell
+    maps[0, 4, y + 1, x] = 1.0  # the cell below it much cooler: sigmoid 0.73 against 0.95
+    found = read_keypoints(maps, torch.tensor([0]), hand[None])
+    hot, warm = (
+        float(torch.sigmoid(torch.tensor(3.0))) ** 4,
+        float(torch.sigmoid(torch.tensor(1.0))) ** 4,
+    )
+    total = 2 * hot + warm
+    expected_u = (x + 0.5 + hot / total) * 4.0
+    expected_v = (y + 0.5 + warm / total) * 4.0
+    tip = found.keypoints_px[0, 4]
+    assert abs(float(tip[0]) - expected_u) < 1e-3 and abs(float(tip[1]) - expected_v) < 1e-3
+    # The other joints' peaks stand alone: each keeps its own cell and offset.
+    torch.testing.assert_close(found.keypoints_px[0, 5:], (hand[5:] / 4).floor() * 4 + 2.0)
