@@ -7,7 +7,10 @@ their place:
 
 - `true_orientation`: the labelled global orientation (axis-angle, radians);
 - `true_finger_pose`: the labelled 45 finger-joint angles;
-- `true_wrist`: the predicted hand moved so that its wrist is at the labelled wrist (metres).
+- `true_wrist`: the predicted hand moved so that its wrist is at the labelled wrist (metres);
+- `fitted_to_true_joints`: the predicted hand fitted to the labelled 2D joints by the keypoint fit
+  (`smhr_core.fit_2d`, default settings, every labelled joint with confidence 1): what the fit
+  leaves when the heatmaps read every joint exactly, the floor its priors set.
 
 The 2D error of each variant is the evaluation's (`training.metrics`): each hand's mean error over
 its labelled keypoints in percent of its keypoint box, averaged over hands. A part whose label
@@ -32,6 +35,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from smhr_core.fit_2d import fit_hands
 from smhr_core.hand_model import HandModel
 from smhr_core.rotations import axis_angle_to_matrix
 from training import sample as S
@@ -44,6 +48,7 @@ VARIANTS = (
     "true_orientation_and_finger_pose",
     "true_wrist",
     "true_wrist_and_orientation",
+    "fitted_to_true_joints",
 )
 """The decodings compared, each a set of labelled parts put in place of predicted ones."""
 
@@ -71,6 +76,7 @@ class ErrorBreakdown:
     true_orientation_and_finger_pose: BoxError
     true_wrist: BoxError
     true_wrist_and_orientation: BoxError
+    fitted_to_true_joints: BoxError
     side_accuracy: float
     """Fraction of hands whose `handmap` at the labelled centre gives the labelled side."""
     facing_accuracy: float
@@ -190,6 +196,13 @@ def hand_errors(
         "true_wrist": error_pct(decode(orient, fingers, True)),
         "true_wrist_and_orientation": error_pct(decode(pose[:, :3], fingers, True)),
     }
+    fitted = fit_hands(
+        hand_model, orient, fingers, betas, translation, is_right, true_px, vis, resolution
+    )
+    fitted_hand = hand_model(
+        fitted.global_orient, fitted.hand_pose, betas, fitted.translation, is_right
+    )
+    values["fitted_to_true_joints"] = error_pct(fitted_hand.joints)
     handmap = gather_cells(outputs["handmap"].float(), batch[S.IND]).reshape(-1, 2)[read]
     values["side_correct"] = ((handmap[:, 1] > handmap[:, 0]) == is_right).float()
     normal_pred = _palm_normal(predicted, is_right)

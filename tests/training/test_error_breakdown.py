@@ -87,6 +87,21 @@ def test_each_variant_removes_the_error_of_its_own_part(
     assert v["finger_rotation_error_deg"][[0, 2]].abs().max().item() < 0.2
 
 
+def test_the_fit_to_the_true_joints_removes_most_of_every_error_but_not_all(
+    exact_scene: SceneBuilder, hand_model: HandModel
+) -> None:
+    outputs, batch = exact_scene(CELLS, RIGHTS)
+    _set(outputs, 0, 0, 0, [0.4, -0.3, 2.0])  # wrong orientation
+    _set(outputs, 0, 1, 3, [0.3] * 45)  # wrong fingers
+    _set(outputs, 1, 0, 60, [float(outputs["params"][1, 60, 8, 8]) + 0.3])  # 0.3 m too far
+    v = hand_errors(outputs, batch, hand_model, R)
+    assert (v["predicted"] > 10.0).all()
+    # The fit meets labelled joints far better than the network's hand does, but its priors
+    # (the network's orientation, fingers and depth) keep it from meeting them exactly.
+    assert (v["fitted_to_true_joints"] < 0.3 * v["predicted"]).all()
+    assert (v["fitted_to_true_joints"] > 0.5).all()
+
+
 def test_side_and_facing_read_the_handmap_and_the_palm(
     exact_scene: SceneBuilder, hand_model: HandModel
 ) -> None:
