@@ -5,7 +5,9 @@ One `smhr_core.predictor.Predictor` per variant (the same checkpoint, by default
 one) runs on the same images, in an order that alternates from image to image so that drifting
 machine load affects every variant alike. The first variant listed is the baseline. A variant is
 a precision, optionally with `+nofit`: the hands as the network regressed them, without the fit
-to the `keypoints` head's joints (`smhr_core.fit_2d`; models without that head never fit).
+to the `keypoints` head's joints (`smhr_core.fit_2d`; models without that head never fit), or
+with `+onelook`: fitted, but without the second look at a crop around each hand
+(`DecodeConfig.second_look`).
 
 Per thread count and precision: time per image (median and p90 of `predict` on one decoded
 image: letterbox, network, decoding, MANO), its ratio to the baseline's median, hands found, and
@@ -45,13 +47,17 @@ DEFAULT_INPUTS = (
 )
 BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 NO_FIT = "+nofit"
+ONE_LOOK = "+onelook"
 
 
-def split_variant(variant: str) -> tuple[str, bool]:
-    """'bfloat16+nofit' -> ('bfloat16', False): the precision and whether hands are fitted."""
+def split_variant(variant: str) -> tuple[str, bool, bool]:
+    """'bfloat16+onelook' -> ('bfloat16', True, False): the precision, whether hands are fitted
+    and whether they get a second look."""
     if variant.endswith(NO_FIT):
-        return variant[: -len(NO_FIT)], False
-    return variant, True
+        return variant[: -len(NO_FIT)], False, False
+    if variant.endswith(ONE_LOOK):
+        return variant[: -len(ONE_LOOK)], True, False
+    return variant, True, True
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -67,7 +73,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--precisions",
         default="float32,bfloat16",
         help="comma-separated variants, the first is the baseline: one of "
-        f"{', '.join(PRECISIONS)}, each optionally with {NO_FIT} (no keypoint fit)",
+        f"{', '.join(PRECISIONS)}, each optionally with {NO_FIT} (no keypoint fit) or "
+        f"{ONE_LOOK} (no second look)",
     )
     parser.add_argument("--threads", default="1,2", help="comma-separated torch thread counts")
     parser.add_argument("--device", default="cpu", help="torch device")
@@ -81,7 +88,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if unknown or len(args.precisions) < 2 or len(set(args.precisions)) < len(args.precisions):
         parser.error(
             f"--precisions: give at least two different variants of {list(PRECISIONS)}, each "
-            f"optionally with {NO_FIT} (got {args.precisions})"
+            f"optionally with {NO_FIT} or {ONE_LOOK} (got {args.precisions})"
         )
     args.threads = [int(t) for t in args.threads.split(",")]
     if min(args.threads) < 1 or args.repeats < 1 or args.warmup < 0:
@@ -206,8 +213,10 @@ def main(argv: list[str] | None = None) -> int:
         images = [read_image(p) for p in paths]
         predictors = {}
         for name in args.precisions:
-            precision, fit = split_variant(name)
-            decode = DecodeConfig(score_threshold=args.threshold, fit_keypoints=fit)
+            precision, fit, second_look = split_variant(name)
+            decode = DecodeConfig(
+                score_threshold=args.threshold, fit_keypoints=fit, second_look=second_look
+            )
             predictors[name] = Predictor(
                 args.checkpoint, device=args.device, decode=decode, precision=precision
             )

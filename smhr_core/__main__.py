@@ -16,14 +16,8 @@ import cv2
 import numpy as np
 import torch
 
-from smhr_core.config import (
-    BACKBONES,
-    DECODE_MODES,
-    PRECISIONS,
-    ConfigError,
-    DecodeConfig,
-    ModelConfig,
-)
+from smhr_core.config import BACKBONES, PRECISIONS, ConfigError, ModelConfig
+from smhr_core.decode_arguments import add_decode_arguments, decode_config
 from smhr_core.hand_model import HandModel, HandModelError
 from smhr_core.network import SMHRNet
 from smhr_core.open_hand import open_hand_directory
@@ -71,14 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="network input size in pixels, for release checkpoints (default: 384 for the "
         "multi-hand model, 224 for the single-hand model) or --random-weights (default 384)",
     )
-    parser.add_argument("--mode", choices=DECODE_MODES, default="robot", help="decoding mode")
-    parser.add_argument("--threshold", type=float, default=0.3, help="score threshold (robot mode)")
     parser.add_argument("--max-hands", type=int, default=4, help="hands per image (robot mode)")
-    parser.add_argument(
-        "--no-keypoint-fit",
-        action="store_true",
-        help="keep the regressed hands (do not fit them to the keypoints head's joints)",
-    )
+    add_decode_arguments(parser)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     parser.add_argument(
         "--precision",
@@ -143,12 +131,7 @@ def camera_matrix(args: argparse.Namespace) -> np.ndarray | None:
 
 def build_predictor(args: argparse.Namespace) -> tuple[Predictor, str]:
     """The predictor and a sentence saying which weights it runs."""
-    decode = DecodeConfig(
-        mode=args.mode,
-        score_threshold=args.threshold,
-        max_hands=args.max_hands,
-        fit_keypoints=not args.no_keypoint_fit,
-    )
+    decode = decode_config(args)
     if args.random_weights:
         config = ModelConfig(backbone=args.random_weights, input_resolution=args.resolution or 384)
         torch.manual_seed(0)

@@ -177,6 +177,15 @@ class DecodeConfig:
     fit_keypoints: bool = True
     """With a model that has the `keypoints` head (ours), fit each hand's mesh to the joints its
     heatmaps locate (`smhr_core.fit_2d`); without that head this does nothing."""
+    second_look: bool = True
+    """With the keypoint fit: run the network again on a crop around each hand found, scaled so
+    that the hand fills `second_look_fraction` of the network's input, and keep the hand found
+    there (one more forward, batched over all hands)."""
+    second_look_fraction: float = 0.29
+    """The hand's box (longest side of its joints' box) as a fraction of the network's input
+    resolution, in the second look's crop."""
+    second_look_size: int = 0
+    """The second look's crop side, network-input pixels; 0: the network's input resolution."""
 
     def __post_init__(self) -> None:
         if self.mode not in DECODE_MODES:
@@ -189,6 +198,20 @@ class DecodeConfig:
             raise ConfigError(f"decode.max_hands: {self.max_hands!r} must be an integer in [1, 64]")
         if not isinstance(self.fit_keypoints, bool):
             raise ConfigError(f"decode.fit_keypoints: {self.fit_keypoints!r} must be true or false")
+        if not isinstance(self.second_look, bool):
+            raise ConfigError(f"decode.second_look: {self.second_look!r} must be true or false")
+        if not 0.05 <= float(self.second_look_fraction) <= 1.0:
+            raise ConfigError(
+                f"decode.second_look_fraction: {self.second_look_fraction!r} must be within "
+                "[0.05, 1]"
+            )
+        if not isinstance(self.second_look_size, int) or not (
+            self.second_look_size == 0 or 64 <= self.second_look_size <= 2048
+        ):
+            raise ConfigError(
+                f"decode.second_look_size: {self.second_look_size!r} must be 0 or an integer "
+                "in [64, 2048]"
+            )
 
     def top_k(self, input_resolution: int) -> int:
         """Number of peaks to read from the heatmap."""

@@ -26,7 +26,7 @@ from smhr_core.keypoint_heatmap import read_keypoints
 from smhr_core.network import SMHRNet
 from smhr_core.open_hand import open_hand_directory
 from smhr_core.precision import autocast, prefers_channels_last, resolve_precision
-from smhr_core.preprocess import Letterbox, letterbox, normalise
+from smhr_core.preprocess import Letterbox, as_bgr, hand_crop, letterbox, normalise
 from smhr_core.results import Hand, Handedness, ImageHands
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "data" / "default_model.pth"
@@ -145,11 +145,19 @@ class Predictor:
         return self.decode.fit_keypoints and "keypoints" in self.config.heads
 
     @property
+    def looks_twice(self) -> bool:
+        """Whether each hand is found again in a crop around it (`DecodeConfig.second_look`;
+        only with the keypoint fit, for which the crop's scale was chosen)."""
+        return self.fits_keypoints and self.decode.second_look
+
+    @property
     def model_description(self) -> str:
         """Backbone, input resolution (pixels), precision, checkpoint file name, and
-        `+keypoint-fit` when hands are fitted to the keypoints head's joints."""
+        `+keypoint-fit` when hands are fitted to the keypoints head's joints (`+second-look`
+        when they are found again in a crop around each)."""
         c = self.config
         fit = " +keypoint-fit" if self.fits_keypoints else ""
+        fit += " +second-look" if self.looks_twice else ""
         return (
             f"{c.backbone}@{c.input_resolution} {self.precision} {self.checkpoint_path.name}{fit}"
         )
@@ -204,13 +212,44 @@ class Predictor:
             square, box = letterbox(image, resolution, color_order)
             inputs.append(square)
             boxes.append(box)
+        hands_per_image, dropped = self._find_hands(
+            inputs, boxes, camera_matrices, fit=self.fits_keypoints and not self.looks_twice
+        )
+        cameras = [
+            np.asarray(matrix, dtype=np.float64)
+            if matrix is not None
+            else assumed_intrinsics(boxes[index])
+            for index, matrix in enumerate(camera_matrices)
+        ]
+        if self.looks_twice and any(hands_per_image):
+            bgr = [as_bgr(image, color_order) for image in images]
+            hands_per_image = self._look_again(bgr, cameras, hands_per_image)
+        return [
+            ImageHands(
+                hands=tuple(hands_per_image[index]),
+                image_size=(int(image.shape[1]), int(image.shape[0])),
+                camera_matrix=cameras[index],
+                intrinsics_assumed=camera_matrices[index] is None,
+                non_finite_hands=dropped[index],
+            )
+            for index, image in enumerate(images)
+        ]
+
+    def _find_hands(
+        self,
+        inputs: list[np.ndarray],
+        boxes: list[Letterbox],
+        camera_matrices: Sequence[np.ndarray | None],
+        fit: bool,
+    ) -> tuple[list[list[Hand]], list[int]]:
+        """One forward over the BGR network inputs; each input's hands (in its original image's
+        pixels and camera) and how many of its peaks were dropped as non-finite."""
+        resolution = int(inputs[0].shape[0])
         batch = normalise(np.stack(inputs), device=self.device)
         if self._channels_last:
             batch = batch.to(memory_format=torch.channels_last)
         with torch.inference_mode(), autocast(self.precision, self.device):
-            features, detail = self.network.features_and_detail(
-                batch, with_detail=self.fits_keypoints
-            )
+            features, detail = self.network.features_and_detail(batch, with_detail=fit)
         with torch.inference_mode():
             # The centre heatmap always in float32: rounded to bfloat16 or float16, neighbouring
             # cells tie, and the release's NMS keeps both cells of a plateau (two hands).
@@ -221,7 +260,7 @@ class Predictor:
             at_peaks = self.network.heads_at(features, peaks.batch_index, peaks.ys, peaks.xs, names)
             keypoint_maps = (
                 self.network.head_maps(features, ["keypoints"], detail)["keypoints"].float()
-                if self.fits_keypoints and len(peaks)
+                if fit and len(peaks)
                 else None
             )
         params = at_peaks["params"].float()
@@ -231,8 +270,8 @@ class Predictor:
             is_right = torch.ones(params.shape[0], dtype=torch.bool, device=params.device)
             side_probability = torch.ones(params.shape[0], device=params.device)
         finite = torch.isfinite(params).all(dim=1) & torch.isfinite(peaks.scores)
-        hands_per_image: list[list[Hand]] = [[] for _ in images]
-        dropped = [0] * len(images)
+        hands_per_image: list[list[Hand]] = [[] for _ in inputs]
+        dropped = [0] * len(inputs)
         for b in peaks.batch_index[~finite].tolist():
             dropped[b] += 1
         if bool(finite.any()):
@@ -246,25 +285,50 @@ class Predictor:
                 camera_matrices,
                 hands_per_image,
                 keypoint_maps,
+                resolution,
             )
-        results = []
-        for index, image in enumerate(images):
-            matrix = camera_matrices[index]
-            used = (
-                np.asarray(matrix, dtype=np.float64)
-                if matrix is not None
-                else assumed_intrinsics(boxes[index])
+        return hands_per_image, dropped
+
+    def _look_again(
+        self,
+        images_bgr: list[np.ndarray],
+        cameras: list[np.ndarray],
+        hands_per_image: list[list[Hand]],
+    ) -> list[list[Hand]]:
+        """Run the network once more on a crop around every hand found, scaled so that the hand
+        spans `decode.second_look_fraction` of the network's input, and keep the hand found
+        nearest the crop's centre with the first look's detection (score and heatmap peak); a
+        hand the crop does not find stays as it was."""
+        size = self.decode.second_look_size or self.config.input_resolution
+        # The hand spans the same input pixels whatever the crop's size: that is what the
+        # network was trained to read, at its own input resolution (a crop too small for that
+        # holds just the hand).
+        fraction = min(self.decode.second_look_fraction * self.config.input_resolution / size, 1.0)
+        inputs, boxes, crop_cameras, owners = [], [], [], []
+        for index, hands in enumerate(hands_per_image):
+            for slot, hand in enumerate(hands):
+                if not np.all(np.isfinite(hand.box_px)):
+                    continue
+                crop, box = hand_crop(images_bgr[index], hand.box_px, fraction, size)
+                inputs.append(crop)
+                boxes.append(box)
+                crop_cameras.append(cameras[index])
+                owners.append((index, slot))
+        if not inputs:
+            return hands_per_image
+        found, _ = self._find_hands(inputs, boxes, crop_cameras, fit=True)
+        refined = [list(hands) for hands in hands_per_image]
+        for (index, slot), box, candidates in zip(owners, boxes, found, strict=True):
+            if not candidates:
+                continue
+            centre = box.to_original(np.full(2, (size - 1) / 2.0))
+            distances = [float(np.linalg.norm(c.centre_px - centre)) for c in candidates]
+            chosen = candidates[int(np.argmin(distances))]
+            first = refined[index][slot]
+            refined[index][slot] = dataclasses.replace(
+                chosen, score=first.score, centre_px=first.centre_px
             )
-            results.append(
-                ImageHands(
-                    hands=tuple(hands_per_image[index]),
-                    image_size=(int(image.shape[1]), int(image.shape[0])),
-                    camera_matrix=used,
-                    intrinsics_assumed=matrix is None,
-                    non_finite_hands=dropped[index],
-                )
-            )
-        return results
+        return refined
 
     def _reconstruct(
         self,
@@ -276,9 +340,9 @@ class Predictor:
         boxes: list[Letterbox],
         camera_matrices: Sequence[np.ndarray | None],
         out: list[list[Hand]],
-        keypoint_maps: torch.Tensor | None = None,
+        keypoint_maps: torch.Tensor | None,
+        resolution: int,
     ) -> None:
-        resolution = self.config.input_resolution
         params = params[keep]
         is_right = is_right[keep]
         hand_params = split_params(select_params(params, is_right))

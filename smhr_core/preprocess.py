@@ -98,6 +98,49 @@ def letterbox(
     return resized, box
 
 
+def hand_crop(
+    image_bgr: np.ndarray, box_px: np.ndarray, fraction: float, resolution: int
+) -> tuple[np.ndarray, Letterbox]:
+    """A square crop of `image_bgr` (H, W, 3) uint8 around a hand's box (u0, v0, u1, v1 in
+    pixels), `box's longest side / fraction` pixels across (at most four times the image's
+    longest side), resized to `resolution`.
+
+    Parts of the crop outside the image are zeros, as in `letterbox`. Returns the
+    (resolution, resolution, 3) input and its geometry (a `Letterbox` whose offsets place the
+    crop's corner).
+    """
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"hand_crop: fraction {fraction!r} must be within (0, 1]")
+    height, width = image_bgr.shape[:2]
+    box = np.asarray(box_px, dtype=np.float64)
+    if box.shape != (4,) or not np.all(np.isfinite(box)):
+        raise ValueError(f"hand_crop: box_px must be 4 finite numbers, got {box_px!r}")
+    extent = max(float(box[2] - box[0]), float(box[3] - box[1]), 2.0)
+    # A crop wider than four images would show the image as a speck (and cost memory).
+    side = min(max(round(extent / fraction), 2), 4 * max(width, height))
+    u0 = round((box[0] + box[2]) / 2.0 - side / 2.0)
+    v0 = round((box[1] + box[3]) / 2.0 - side / 2.0)
+    canvas = np.zeros((side, side, 3), dtype=np.uint8)
+    cu0, cv0 = max(u0, 0), max(v0, 0)
+    cu1, cv1 = min(u0 + side, width), min(v0 + side, height)
+    if cu1 > cu0 and cv1 > cv0:
+        canvas[cv0 - v0 : cv1 - v0, cu0 - u0 : cu1 - u0] = image_bgr[cv0:cv1, cu0:cu1]
+    scale = resolution / side
+    # cv2.resize maps destination centre x_d to source (x_d + 0.5) / scale - 0.5.
+    half = 0.5 * scale - 0.5
+    geometry = Letterbox(
+        scale=scale,
+        offset_u=half - u0 * scale,
+        offset_v=half - v0 * scale,
+        input_size=int(resolution),
+        image_size=(int(width), int(height)),
+    )
+    if side == resolution:
+        return canvas, geometry
+    interpolation = cv2.INTER_AREA if side > resolution else cv2.INTER_LINEAR
+    return cv2.resize(canvas, (resolution, resolution), interpolation=interpolation), geometry
+
+
 def normalise(
     images: np.ndarray, color_order: str = "bgr", device: str | torch.device = "cpu"
 ) -> torch.Tensor:

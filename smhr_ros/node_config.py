@@ -174,6 +174,32 @@ class NodeConfig:
             read_only=True,
         ),
     )
+    second_look: bool = field(
+        default=True,
+        metadata=_meta(
+            "With fit_keypoints: find each hand again in a crop around it, scaled to the size the "
+            "network reads best, and keep that hand (more accurate; one more forward per frame, "
+            "batched over its hands).",
+            read_only=True,
+        ),
+    )
+    second_look_fraction: float = field(
+        default=0.29,
+        metadata=_meta(
+            "The hand's size in the second look's crop, as a fraction of the network's input.",
+            read_only=True,
+            range_=(0.05, 1.0),
+        ),
+    )
+    second_look_size: int = field(
+        default=0,
+        metadata=_meta(
+            "The second look's crop side, pixels (smaller is faster, less accurate); 0: the "
+            "network's input resolution.",
+            read_only=True,
+            range_=(0, 2048),
+        ),
+    )
     publish_hands: bool = field(
         default=True, metadata=_meta("Publish 'hands' (smhr_ros/HandArray).", read_only=True)
     )
@@ -400,6 +426,11 @@ class NodeConfig:
                 "parameter 'smoothing_enabled': smoothing follows tracked hands; set "
                 "tracking_enabled to true as well"
             )
+        if self.second_look_size != 0 and not 64 <= self.second_look_size <= 2048:
+            raise ConfigError(
+                f"parameter 'second_look_size': {self.second_look_size} must be 0 or within "
+                "[64, 2048] pixels"
+            )
         if not (self.publish_hands or self.publish_markers or self.publish_overlay):
             raise ConfigError(
                 "parameters 'publish_hands', 'publish_markers', 'publish_overlay': all are false, "
@@ -413,6 +444,9 @@ class NodeConfig:
             score_threshold=self.score_threshold,
             max_hands=self.max_hands,
             fit_keypoints=self.fit_keypoints,
+            second_look=self.second_look,
+            second_look_fraction=self.second_look_fraction,
+            second_look_size=self.second_look_size,
         )
 
     def resolved_camera_names(self) -> list[str]:

@@ -26,7 +26,8 @@ from pathlib import Path
 from torch.utils.data import Dataset
 
 from smhr_core.checkpoint import CheckpointError, load_checkpoint
-from smhr_core.config import DECODE_MODES, PRECISIONS, ConfigError, DecodeConfig
+from smhr_core.config import PRECISIONS, ConfigError
+from smhr_core.decode_arguments import add_decode_arguments, decode_config
 from smhr_core.hand_model import HandModel, HandModelError
 from smhr_core.open_hand import open_hand_directory
 from smhr_core.predictor import PredictorError, resolve_device
@@ -58,8 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("evaluate", help="evaluate a checkpoint on a dataset")
     _add_data_arguments(ev)
-    ev.add_argument("--mode", choices=DECODE_MODES, default="robot", help="decoding mode")
-    ev.add_argument("--threshold", type=float, default=0.3, help="peak score threshold (robot)")
+    add_decode_arguments(ev)
     ev.add_argument(
         "--resolution",
         type=int,
@@ -121,11 +121,6 @@ def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-hands", type=int, default=4, help="hands per image, labels and decoding"
     )
     parser.add_argument(
-        "--no-keypoint-fit",
-        action="store_true",
-        help="score the regressed hands (do not fit them to the keypoints head's joints)",
-    )
-    parser.add_argument(
         "--hand-model", default="", help="MANO_RIGHT/LEFT.pkl folder (default: open)"
     )
     parser.add_argument("--device", default="cpu", help="auto, cpu, cuda, cuda:N")
@@ -171,12 +166,7 @@ def _dataset(args: argparse.Namespace, resolution: int) -> Dataset:
 def _evaluate(args: argparse.Namespace) -> int:
     model_config = load_checkpoint(args.checkpoint).config
     dataset = _dataset(args, args.resolution or model_config.input_resolution)
-    decode = DecodeConfig(
-        mode=args.mode,
-        score_threshold=args.threshold,
-        max_hands=args.max_hands,
-        fit_keypoints=not args.no_keypoint_fit,
-    )
+    decode = decode_config(args)
     report = evaluate_checkpoint(
         args.checkpoint,
         dataset,

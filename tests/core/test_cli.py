@@ -125,6 +125,14 @@ def test_cli_random_weights_say_so(tmp_path: Path) -> None:
             lambda d: [PHOTO, *RANDOM, "--device", "cpu", "--precision", "float16"],
             "use bfloat16 on a CPU",
         ),
+        (
+            lambda d: [PHOTO, *RANDOM, "--second-look-size", "10"],
+            "decode.second_look_size: 10 must be 0 or an integer in [64, 2048]",
+        ),
+        (
+            lambda d: [PHOTO, *RANDOM, "--second-look-fraction", "1.5"],
+            "decode.second_look_fraction: 1.5 must be within [0.05, 1]",
+        ),
     ],
 )
 def test_cli_bad_input_one_line_exit_2(tmp_path: Path, make, message: str) -> None:

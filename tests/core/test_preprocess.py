@@ -1,4 +1,5 @@
-"""Letterbox geometry (exact mapping both ways) and ImageNet normalisation of BGR images."""
+"""Letterbox and hand-crop geometry (exact mapping both ways) and ImageNet normalisation of BGR
+images."""
 
 from __future__ import annotations
 
@@ -6,7 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from smhr_core.preprocess import IMAGENET_MEAN, IMAGENET_STD, Letterbox, letterbox, normalise
+from smhr_core.preprocess import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    Letterbox,
+    hand_crop,
+    letterbox,
+    normalise,
+)
 
 
 def blob_image(width: int, height: int, centre: tuple[float, float], sigma: float) -> np.ndarray:
@@ -61,6 +69,44 @@ def test_a_marked_spot_lands_where_to_input_says(
     assert out.shape == (resolution, resolution, 3) and out.dtype == np.uint8
     expected = box.to_input(np.array(centre))
     np.testing.assert_allclose(centroid(out[..., 1]), expected, atol=0.05)
+
+
+@pytest.mark.parametrize(
+    ("box", "fraction", "centre", "sigma"),
+    [
+        ((100.0, 40.0, 160.0, 90.0), 0.3, (131.4, 66.8), 4.0),  # 200 px crop, downscaled to 96
+        ((20.0, 10.0, 32.0, 18.0), 0.5, (25.2, 13.7), 1.5),  # 24 px crop, upscaled to 96
+    ],
+)
+def test_a_marked_spot_lands_where_the_hand_crop_says(
+    box: tuple[float, ...], fraction: float, centre: tuple[float, float], sigma: float
+) -> None:
+    image = blob_image(240, 160, centre, sigma)
+    out, geometry = hand_crop(image, np.array(box), fraction, 96)
+    assert out.shape == (96, 96, 3) and out.dtype == np.uint8
+    assert geometry.image_size == (240, 160) and geometry.input_size == 96
+    # The box's longest side is `fraction` of the crop, its centre at the crop's centre.
+    side = max(box[2] - box[0], box[3] - box[1])
+    assert geometry.scale == pytest.approx(96 / round(side / fraction))
+    box_centre = geometry.to_input(np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2]))
+    np.testing.assert_allclose(box_centre, [47.5, 47.5], atol=geometry.scale)
+    np.testing.assert_allclose(
+        centroid(out[..., 1]), geometry.to_input(np.array(centre)), atol=0.05
+    )
+    points = np.random.default_rng(1).uniform(-50, 300, size=(20, 2))
+    np.testing.assert_allclose(geometry.to_original(geometry.to_input(points)), points, atol=1e-9)
+
+
+def test_a_hand_crop_past_the_image_edge_is_zero_there() -> None:
+    image = np.full((50, 80, 3), 200, dtype=np.uint8)
+    out, geometry = hand_crop(image, np.array([60.0, 0.0, 80.0, 20.0]), 0.25, 80)
+    # The crop spans u 30..110 and v -30..50: its right and top parts lie outside the image.
+    inside = geometry.to_input(np.array([[40.0, 25.0]]))[0].round().astype(int)
+    outside = geometry.to_input(np.array([[100.0, -20.0]]))[0].round().astype(int)
+    assert out[inside[1], inside[0]].tolist() == [200, 200, 200]
+    assert out[outside[1], outside[0]].tolist() == [0, 0, 0]
+    with pytest.raises(ValueError, match="fraction"):
+        hand_crop(image, np.array([0.0, 0.0, 10.0, 10.0]), 0.0, 80)
 
 
 def test_image_sits_at_the_bottom_left() -> None:
