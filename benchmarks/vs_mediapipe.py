@@ -51,6 +51,7 @@ from scipy.optimize import linear_sum_assignment
 
 from smhr_core.__main__ import UsageError, build_predictor, collect_images, read_image
 from smhr_core.config import BACKBONES, PRECISIONS, ConfigError
+from smhr_core.decode_arguments import add_decode_arguments
 from smhr_core.predictor import Predictor, PredictorError
 from smhr_core.results import Handedness
 from smhr_ros.demo_sequence import LABELS_FILE, DemoSequenceError, load_demo_sequence
@@ -135,7 +136,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--hand-model", type=Path, help="MANO folder (default: open hand model)")
     parser.add_argument("--resolution", type=int, help="SMHR input size, pixels")
-    parser.add_argument("--threshold", type=float, default=0.3, help="SMHR score threshold")
     parser.add_argument("--max-hands", type=int, default=4, help="hands per image, both methods")
     parser.add_argument("--device", default="cpu", help="torch device for SMHR")
     parser.add_argument(
@@ -145,11 +145,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="SMHR network precision (auto: float16 on CUDA, else float32; bfloat16 on CPUs "
         "with AMX or AVX512-BF16)",
     )
-    parser.add_argument(
-        "--no-keypoint-fit",
-        action="store_true",
-        help="SMHR hands as regressed, not fitted to the keypoints head's joints",
-    )
+    add_decode_arguments(parser)
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     parser.add_argument(
         "--mediapipe-python",
@@ -174,7 +170,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=1, help="timed calls per image and method")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     # Read by smhr_core.__main__.build_predictor.
-    parser.set_defaults(mode="robot", no_vertices=False)
+    parser.set_defaults(no_vertices=False)
     args = parser.parse_args(argv)
     if args.threads < 1 or args.warmup < 0 or args.repeats < 1:
         parser.error("--threads and --repeats must be >= 1, --warmup >= 0")
