@@ -118,6 +118,9 @@ class DataConfig:
     synthetic_soften_probability: float = 0.0
     """Chance that a `synthetic` training image is blurred or resized down and back up
     (`training.sharpness`), as images that reach the network through a resize are softer."""
+    synthetic_hand_size: tuple[float, ...] = (0.22, 0.45)
+    """Range (low, high) of a `synthetic` hand's size: the larger side of its projected mesh
+    box, as a fraction of the image side. The held-out and check scenes keep (0.22, 0.45)."""
     hand_model: str = ""
     """Directory with MANO_RIGHT.pkl / MANO_LEFT.pkl; empty = our procedural open hand model.
     The official MANO model also unlocks FreiHAND's MANO labels and HO3D's vertices."""
@@ -159,6 +162,13 @@ class DataConfig:
             "data.synthetic_soften_probability",
             self.synthetic_soften_probability,
             "a number in [0, 1]",
+        )
+        size = self.synthetic_hand_size
+        _require(
+            len(size) == 2 and 0.0 < size[0] <= size[1] <= 1.0,
+            "data.synthetic_hand_size",
+            list(size),
+            "[low, high] with 0 < low <= high <= 1",
         )
         _require(self.num_workers >= 0, "data.num_workers", self.num_workers, ">= 0")
 

@@ -60,11 +60,17 @@ def _hands_mean(data: DataConfig) -> np.ndarray | None:
     return mano_hands_mean(data.hand_model) if _official_mano(data) is not None else None
 
 
-def _scene_config(resolution: int, max_hands: int, supersampling: int) -> SceneConfig:
+def _scene_config(
+    resolution: int,
+    max_hands: int,
+    supersampling: int,
+    hand_size: tuple[float, ...] = SceneConfig.hand_size,
+) -> SceneConfig:
     return SceneConfig(
         resolution=resolution,
         max_hands=min(max_hands, MAX_GENERATED_HANDS),
         supersampling=supersampling,
+        hand_size=(float(hand_size[0]), float(hand_size[1])),
     )
 
 
@@ -88,7 +94,12 @@ def build_dataset(data: DataConfig, resolution: int, train: bool = True) -> Data
         return SyntheticScenes(
             data.synthetic_count,
             base_seed=data.synthetic_seed,
-            config=_scene_config(resolution, data.max_hands, data.synthetic_supersampling),
+            config=_scene_config(
+                resolution,
+                data.max_hands,
+                data.synthetic_supersampling,
+                data.synthetic_hand_size,
+            ),
             hand_model=_hand_model(data.hand_model),
             max_hands=data.max_hands,
             soften_probability=data.synthetic_soften_probability if train else 0.0,

@@ -52,6 +52,23 @@ def test_synthetic() -> None:
     assert sample[S.VALID].sum() >= 1 and sample[S.HAS_3D].sum() >= 1
 
 
+def test_synthetic_hand_size_sets_how_large_the_hands_are_drawn() -> None:
+    def box_sides(size: list[float]) -> list[float]:
+        data = _data(synthetic_count=6, synthetic_seed=11, synthetic_hand_size=size)
+        sides = []
+        for sample in build_dataset(data, R):
+            for slot in range(2):
+                if sample[S.VALID][slot]:
+                    points = sample[S.KEYPOINTS_PX][slot]
+                    sides.append(float((points.amax(0) - points.amin(0)).amax()) / R)
+        return sides
+
+    small, large = box_sides([0.25, 0.3]), box_sides([0.7, 0.75])
+    assert small and large
+    # The joints' box is a little smaller than the mesh's box the range is drawn for.
+    assert max(small) <= 0.3 and min(large) >= 0.4 and min(large) > max(small)
+
+
 def test_synthetic_supersampling_renders_like_the_scene_writer(tmp_path: Path) -> None:
     write_synthetic_scenes(
         tmp_path / "s1", count=1, seed=4, resolution=R, max_hands=2, supersampling=1
