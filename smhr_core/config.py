@@ -181,7 +181,7 @@ class DecodeConfig:
     """With the keypoint fit: run the network again on a crop around each hand found, scaled so
     that the hand fills `second_look_fraction` of the network's input, and keep the hand found
     there (one more forward, batched over all hands)."""
-    second_look_fraction: float = 0.29
+    second_look_fraction: float = 0.33
     """The hand's box (longest side of its joints' box) as a fraction of the network's input
     resolution, in the second look's crop."""
     second_look_size: int = 0

@@ -184,7 +184,7 @@ class NodeConfig:
         ),
     )
     second_look_fraction: float = field(
-        default=0.29,
+        default=0.33,
         metadata=_meta(
             "The hand's size in the second look's crop, as a fraction of the network's input.",
             read_only=True,
