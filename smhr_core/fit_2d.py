@@ -7,6 +7,13 @@ precisely. The fit keeps the regressed hand as a prior (orientation, finger pose
 close to it) and lets the 2D evidence correct it, so the 3D hand and its 2D keypoints remain one
 consistent MANO hand.
 
+A finger bends far more readily than it twists, so the finger-pose prior is per axis: each
+finger joint's rotation is cheap about the axis across the finger in the palm plane (flexion),
+dearer about the palm's normal (spreading) and dearest about the finger's own axis (twist). The
+axes are the hand model's: MANO's template (and the open hand's) has the four fingers along x
+and the palm normal along y, and a finger joint's rotation is expressed in those axes. The
+thumb's axes are not these, so its three joints keep one weight for all three values.
+
 It is a damped Gauss-Newton (Levenberg) solve over 51 values per hand (global orientation,
 15 finger rotations, translation; the shape stays), with Jacobians by forward differences: each
 hand is shaped once (`HandModel.joint_rig`), then all hands and all 51 perturbations are posed
@@ -44,13 +51,26 @@ class FitSettings:
     (fitted to the true joints it stayed 3.7 % of the box off, without priors 0.1 %): priors of
     0.003 and confidence squared took its median on those scenes from 7.2 to 6.5 %; six or
     eight iterations, a robust (Cauchy) weight per joint or a second reading of the heatmaps
-    around the fitted hand gained nothing more.
+    around the fitted hand gained nothing more. One finger-pose weight of 0.003 for every value
+    gave way (session 33) to weights per axis (flexion 0.0005, spread 0.005, twist 0.03, thumb
+    0.003), chosen with v27 on 200 validation scenes (seeds 7000000-7000199, 470 hands): median
+    2D error 5.49 -> 5.21 % of the box, PA-MPJPE 11.54 -> 11.14 mm; on the 60 older ones 5.67 ->
+    5.69 %, mean 7.16 -> 6.97 %, 12.26 -> 11.95 mm.
     """
 
     iterations: int = 3
-    pose_prior: float = 0.003
-    """Weight of the squared change of each finger rotation value (radians^2), against the mean
-    over joints of the squared 2D distance in units of the hand's box side."""
+    flexion_prior: float = 0.0005
+    """Weight of the squared change of a finger joint's rotation about the model's z axis
+    (radians^2: the finger bends towards the palm or back), against the mean over joints of the
+    squared 2D distance in units of the hand's box side."""
+    spread_prior: float = 0.005
+    """Weight of the squared change of a finger joint's rotation about the model's y axis (the
+    palm's normal: the finger moves sideways in the palm plane), radians^2."""
+    twist_prior: float = 0.03
+    """Weight of the squared change of a finger joint's rotation about the model's x axis (along
+    the finger: it turns about itself), radians^2."""
+    thumb_prior: float = 0.003
+    """Weight of the squared change of each of the thumb joints' rotation values, radians^2."""
     orient_prior: float = 0.003
     """Weight of the squared change of the global orientation values (radians^2)."""
     depth_prior: float = 0.1
@@ -68,7 +88,10 @@ class FitSettings:
         if not isinstance(self.iterations, int) or not 0 <= self.iterations <= 100:
             raise ValueError(f"fit iterations: {self.iterations!r} must be an integer in [0, 100]")
         for name in (
-            "pose_prior",
+            "flexion_prior",
+            "spread_prior",
+            "twist_prior",
+            "thumb_prior",
             "orient_prior",
             "depth_prior",
             "damping",
@@ -93,6 +116,20 @@ class FittedHands:
     """(N,) fit cost of the network's hand."""
     cost_after: torch.Tensor
     """(N,) fit cost of the returned hand (never above `cost_before`)."""
+
+
+FINGER_JOINTS = 12
+"""MANO's finger joints before the thumb's (index, middle, little and ring, three each)."""
+
+
+def finger_pose_prior(settings: FitSettings) -> torch.Tensor:
+    """(45,) weight of each `hand_pose` value's squared change, radians^2: the four fingers'
+    joints (x twist, y spread, z flexion each), then the thumb's three joints."""
+    finger = torch.tensor(
+        [float(settings.twist_prior), float(settings.spread_prior), float(settings.flexion_prior)]
+    )
+    thumb = torch.full((3 * (15 - FINGER_JOINTS),), float(settings.thumb_prior))
+    return torch.cat([finger.repeat(FINGER_JOINTS), thumb])
 
 
 def project(points_m: torch.Tensor, resolution: int) -> torch.Tensor:
@@ -138,7 +175,7 @@ def fit_hands(
         prior = torch.cat(
             [
                 torch.full((3,), float(s.orient_prior)),
-                torch.full((45,), float(s.pose_prior)),
+                finger_pose_prior(s),
                 torch.zeros(3),
             ]
         ).to(start.device)

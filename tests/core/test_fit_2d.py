@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from smhr_core.fit_2d import FitSettings, fit_hands, project
+from smhr_core.fit_2d import FitSettings, finger_pose_prior, fit_hands, project
 from smhr_core.hand_model import HandModel
 from smhr_core.open_hand import open_hand_directory
 
@@ -152,9 +152,48 @@ def test_fit_runs_on_inference_mode_tensors(hand_model: HandModel) -> None:
     assert bool((fitted.cost_after < fitted.cost_before).all())
 
 
+def test_the_finger_prior_lets_fingers_bend_rather_than_twist(hand_model: HandModel) -> None:
+    """The prior's axes are the model's: each finger joint's z value bends the finger towards the
+    palm, and fitting to bent fingers moves those values, not the twist (x) ones."""
+    n = 2
+    betas, is_right = torch.zeros(n, 10), torch.tensor([True, False])
+    orient = torch.tensor([[0.3, -0.2, 0.1], [0.2, 0.3, -0.1]])
+    translation = torch.tensor([[0.02, 0.01, 0.5], [-0.03, 0.02, 0.55]])
+    bent = torch.zeros(n, 45)
+    bent[:, 2:36:3] = 0.5  # every finger joint flexed by 0.5 rad; the thumb straight
+    target = project(hand_model.joints(orient, bent, betas, translation, is_right), RESOLUTION)
+    flat = torch.zeros(n, 45)
+    settings = FitSettings()
+    prior = finger_pose_prior(settings)
+    assert prior.shape == (45,)
+    assert prior[2] == settings.flexion_prior and prior[0] == settings.twist_prior
+    assert prior[1] == settings.spread_prior and bool((prior[36:] == settings.thumb_prior).all())
+    fitted = fit_hands(
+        hand_model, orient, flat, betas, translation, is_right, target, torch.ones(n, 21),
+        RESOLUTION, settings,
+    )  # fmt: skip
+    change = (fitted.hand_pose - flat)[:, :36].reshape(n, 12, 3)
+    flexion, twist = change[..., 2].mean(), change[..., 0].abs().mean()
+    assert float(flexion) > 0.2 and float(twist) < 0.25 * float(flexion), change
+    before = _error_pct(hand_model, (orient, flat, translation), betas, is_right, target)
+    after = _error_pct(
+        hand_model, (fitted.global_orient, fitted.hand_pose, fitted.translation), betas, is_right,
+        target,
+    )  # fmt: skip
+    assert all(a < 0.4 * b for a, b in zip(after, before, strict=True)), (before, after)
+
+
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("iterations", -1), ("iterations", 1.5), ("pose_prior", -0.1), ("confidence_power", -1.0)],
+    [
+        ("iterations", -1),
+        ("iterations", 1.5),
+        ("flexion_prior", -0.1),
+        ("spread_prior", -0.1),
+        ("twist_prior", float("nan")),
+        ("thumb_prior", -1.0),
+        ("confidence_power", -1.0),
+    ],
 )
 def test_settings_are_validated(field: str, value) -> None:
     with pytest.raises(ValueError, match=field.split("_")[0]):
