@@ -12,7 +12,7 @@ from training.data_source import write_synthetic_scenes
 
 def test_bfloat16_scores_as_float32_on_held_out_scenes(tmp_path: Path, capsys) -> None:
     scenes = tmp_path / "scenes"
-    write_synthetic_scenes(scenes, count=4, seed=1_000_003, resolution=256, max_hands=4)
+    write_synthetic_scenes(scenes, count=24, seed=1_000_003, resolution=256, max_hands=4)
     reports = {}
     for precision in ("float32", "bfloat16"):
         out = tmp_path / f"{precision}.json"
@@ -24,7 +24,9 @@ def test_bfloat16_scores_as_float32_on_held_out_scenes(tmp_path: Path, capsys) -
     assert full["true_hands"] == reduced["true_hands"] >= 4
     assert full["recall"] == reduced["recall"] >= 0.9
     assert abs(full["handedness_accuracy"] - reduced["handedness_accuracy"]) <= 0.15
-    # Held-out median 2D error of the shipped model: 12.4 % of the box in both precisions.
+    # v28 on these 24 held-out scenes (59 hands): median 2D error 4.75 / 4.57 % of the box and
+    # PA-MPJPE 9.91 / 9.37 mm in float32 / bfloat16. On the first 4 alone (11 hands) PA-MPJPE
+    # was 12.56 / 10.03 mm: one hand read differently moves a mean of 11, so the test takes 24.
     assert abs(full["keypoint_error_box_pct_median"] - reduced["keypoint_error_box_pct_median"]) < 1
     assert abs(full["pa_mpjpe_mm"] - reduced["pa_mpjpe_mm"]) < 1.0
     assert full != reduced  # bfloat16 really ran
