@@ -7,7 +7,8 @@ machine load affects every variant alike. The first variant listed is the baseli
 a precision, optionally with `+nofit`: the hands as the network regressed them, without the fit
 to the `keypoints` head's joints (`smhr_core.fit_2d`; models without that head never fit), or
 with `+onelook`: fitted, but without the second look at a crop around each hand
-(`DecodeConfig.second_look`).
+(`DecodeConfig.second_look`), and/or with `+nomirror`: the joints read from the input alone, not
+also from its mirror image (`DecodeConfig.mirror_keypoints`).
 
 Per thread count and precision: time per image (median and p90 of `predict` on one decoded
 image: letterbox, network, decoding, MANO), its ratio to the baseline's median, hands found, and
@@ -48,16 +49,24 @@ DEFAULT_INPUTS = (
 BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 NO_FIT = "+nofit"
 ONE_LOOK = "+onelook"
+NO_MIRROR = "+nomirror"
 
 
-def split_variant(variant: str) -> tuple[str, bool, bool]:
-    """'bfloat16+onelook' -> ('bfloat16', True, False): the precision, whether hands are fitted
-    and whether they get a second look."""
+def split_variant(variant: str) -> tuple[str, bool, bool, bool]:
+    """'bfloat16+onelook' -> ('bfloat16', True, False, True): the precision, whether hands are
+    fitted, whether they get a second look and whether the joints are also read from the mirror
+    image; `+onelook` and `+nomirror` combine, `+nofit` turns all three off. An unknown suffix
+    stays part of the precision (which the caller rejects)."""
     if variant.endswith(NO_FIT):
-        return variant[: -len(NO_FIT)], False, False
-    if variant.endswith(ONE_LOOK):
-        return variant[: -len(ONE_LOOK)], True, False
-    return variant, True, True
+        return variant[: -len(NO_FIT)], False, False, False
+    second_look = mirror = True
+    while True:
+        if variant.endswith(ONE_LOOK) and second_look:
+            variant, second_look = variant[: -len(ONE_LOOK)], False
+        elif variant.endswith(NO_MIRROR) and mirror:
+            variant, mirror = variant[: -len(NO_MIRROR)], False
+        else:
+            return variant, True, second_look, mirror
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -73,8 +82,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--precisions",
         default="float32,bfloat16",
         help="comma-separated variants, the first is the baseline: one of "
-        f"{', '.join(PRECISIONS)}, each optionally with {NO_FIT} (no keypoint fit) or "
-        f"{ONE_LOOK} (no second look)",
+        f"{', '.join(PRECISIONS)}, each optionally with {NO_FIT} (no keypoint fit), "
+        f"{ONE_LOOK} (no second look) and/or {NO_MIRROR} (joints not read from the mirror image)",
     )
     parser.add_argument("--threads", default="1,2", help="comma-separated torch thread counts")
     parser.add_argument("--device", default="cpu", help="torch device")
@@ -213,9 +222,12 @@ def main(argv: list[str] | None = None) -> int:
         images = [read_image(p) for p in paths]
         predictors = {}
         for name in args.precisions:
-            precision, fit, second_look = split_variant(name)
+            precision, fit, second_look, mirror = split_variant(name)
             decode = DecodeConfig(
-                score_threshold=args.threshold, fit_keypoints=fit, second_look=second_look
+                score_threshold=args.threshold,
+                fit_keypoints=fit,
+                second_look=second_look,
+                mirror_keypoints=mirror,
             )
             predictors[name] = Predictor(
                 args.checkpoint, device=args.device, decode=decode, precision=precision

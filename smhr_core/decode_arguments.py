@@ -9,7 +9,7 @@ from smhr_core.config import DECODE_MODES, DecodeConfig
 
 
 def add_decode_arguments(parser: argparse.ArgumentParser) -> None:
-    """--mode, --threshold, --no-keypoint-fit and the second look's options."""
+    """--mode, --threshold, --no-keypoint-fit, --no-mirror and the second look's options."""
     parser.add_argument("--mode", choices=DECODE_MODES, default="robot", help="decoding mode")
     parser.add_argument(
         "--threshold", type=float, default=0.3, help="peak score threshold (robot mode)"
@@ -23,6 +23,11 @@ def add_decode_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-second-look",
         action="store_true",
         help="keep the hands of the first look (do not find each again in a crop around it)",
+    )
+    parser.add_argument(
+        "--no-mirror",
+        action="store_true",
+        help="read the joints from the input alone (not also from its mirror image)",
     )
     parser.add_argument(
         "--second-look-fraction",
@@ -48,4 +53,5 @@ def decode_config(args: argparse.Namespace) -> DecodeConfig:
         second_look=not args.no_second_look,
         second_look_fraction=args.second_look_fraction,
         second_look_size=args.second_look_size,
+        mirror_keypoints=not args.no_mirror,
     )

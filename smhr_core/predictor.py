@@ -23,6 +23,7 @@ from smhr_core.fit_2d import fit_hands
 from smhr_core.fit_2d import project as project_virtual
 from smhr_core.hand_model import HandModel, HandModelError
 from smhr_core.keypoint_heatmap import read_keypoints
+from smhr_core.keypoint_mirror import average_with_mirror
 from smhr_core.network import SMHRNet
 from smhr_core.open_hand import open_hand_directory
 from smhr_core.precision import autocast, prefers_channels_last, resolve_precision
@@ -154,10 +155,12 @@ class Predictor:
     def model_description(self) -> str:
         """Backbone, input resolution (pixels), precision, checkpoint file name, and
         `+keypoint-fit` when hands are fitted to the keypoints head's joints (`+second-look`
-        when they are found again in a crop around each)."""
+        when they are found again in a crop around each, `+mirror` when the joints are read
+        from the input and its mirror image)."""
         c = self.config
         fit = " +keypoint-fit" if self.fits_keypoints else ""
         fit += " +second-look" if self.looks_twice else ""
+        fit += " +mirror" if self.fits_keypoints and self.decode.mirror_keypoints else ""
         return (
             f"{c.backbone}@{c.input_resolution} {self.precision} {self.checkpoint_path.name}{fit}"
         )
@@ -259,9 +262,7 @@ class Predictor:
             names = [n for n in ("params", "handmap") if n in self.config.heads]
             at_peaks = self.network.heads_at(features, peaks.batch_index, peaks.ys, peaks.xs, names)
             keypoint_maps = (
-                self.network.head_maps(features, ["keypoints"], detail)["keypoints"].float()
-                if fit and len(peaks)
-                else None
+                self._keypoint_maps(batch, features, detail) if fit and len(peaks) else None
             )
         params = at_peaks["params"].float()
         if "handmap" in at_peaks:
@@ -288,6 +289,18 @@ class Predictor:
                 resolution,
             )
         return hands_per_image, dropped
+
+    def _keypoint_maps(
+        self, batch: torch.Tensor, features: torch.Tensor, detail: torch.Tensor | None
+    ) -> torch.Tensor:
+        """(B, 23, W, W) float32 `keypoints` maps of the network inputs `batch`, averaged with
+        those of the mirrored inputs when `decode.mirror_keypoints` (one more forward)."""
+        maps = self.network.head_maps(features, ["keypoints"], detail)["keypoints"].float()
+        if not self.decode.mirror_keypoints:
+            return maps
+        mirrored_features, mirrored_detail = self.network.features_and_detail(batch.flip(-1))
+        mirrored = self.network.head_maps(mirrored_features, ["keypoints"], mirrored_detail)
+        return average_with_mirror(maps, mirrored["keypoints"].float())
 
     def _look_again(
         self,

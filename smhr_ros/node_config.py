@@ -183,6 +183,15 @@ class NodeConfig:
             read_only=True,
         ),
     )
+    mirror_keypoints: bool = field(
+        default=True,
+        metadata=_meta(
+            "With fit_keypoints: read the joints from the mean of the network's joint heatmaps of "
+            "the image and of its mirror image (more accurate; one more forward where the joints "
+            "are read).",
+            read_only=True,
+        ),
+    )
     second_look_fraction: float = field(
         default=0.33,
         metadata=_meta(
@@ -447,6 +456,7 @@ class NodeConfig:
             second_look=self.second_look,
             second_look_fraction=self.second_look_fraction,
             second_look_size=self.second_look_size,
+            mirror_keypoints=self.mirror_keypoints,
         )
 
     def resolved_camera_names(self) -> list[str]:

@@ -31,18 +31,31 @@ def test_vs_mediapipe_options_carry_every_decoding_setting_to_the_predictor() ->
     assert predictor.decode.second_look and predictor.decode.second_look_size == 96
     args = vs_mediapipe.parse_args(["--random-weights", "resnet18", "--no-second-look"])
     assert not build_predictor(args)[0].decode.second_look
+    assert predictor.decode.mirror_keypoints
+    args = vs_mediapipe.parse_args(["--random-weights", "resnet18", "--no-mirror"])
+    assert not build_predictor(args)[0].decode.mirror_keypoints
 
 
 @pytest.mark.parametrize(
     ("variant", "expected"),
     [
-        ("float32", ("float32", True, True)),
-        ("bfloat16+onelook", ("bfloat16", True, False)),
-        ("float32+nofit", ("float32", False, False)),
+        ("float32", ("float32", True, True, True)),
+        ("bfloat16+onelook", ("bfloat16", True, False, True)),
+        ("float32+nomirror", ("float32", True, True, False)),
+        ("float32+onelook+nomirror", ("float32", True, False, False)),
+        ("float32+nomirror+onelook", ("float32", True, False, False)),
+        ("float32+nofit", ("float32", False, False, False)),
     ],
 )
-def test_precision_speed_variants(variant: str, expected: tuple[str, bool, bool]) -> None:
+def test_precision_speed_variants(variant: str, expected: tuple[str, bool, bool, bool]) -> None:
     precision_speed = _load("precision_speed")
     assert precision_speed.split_variant(variant) == expected
     args = precision_speed.parse_args(["--precisions", f"bfloat16+nofit,{variant}"])
     assert args.precisions == ["bfloat16+nofit", variant]
+
+
+@pytest.mark.parametrize("variant", ["float32+nomirror+nomirror", "float32+fast", "float33"])
+def test_precision_speed_rejects_unknown_variants(variant: str) -> None:
+    precision_speed = _load("precision_speed")
+    with pytest.raises(SystemExit):
+        precision_speed.parse_args(["--precisions", f"float32,{variant}"])

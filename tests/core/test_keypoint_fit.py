@@ -1,6 +1,6 @@
-"""The shipped model's keypoint fit and second look on the bundled demo frames (real network, real
-hand model): each keeps the detections and brings the 2D joints closer to the frames' ground
-truth."""
+"""The shipped model's keypoint fit, second look and mirror reading on the bundled demo frames
+(real network, real hand model): each keeps the detections and brings the 2D joints closer to the
+frames' ground truth."""
 
 from __future__ import annotations
 
@@ -45,7 +45,9 @@ def _errors(results, truth) -> list[float]:
 def test_the_fit_keeps_the_detections_and_lowers_the_2d_error(frames) -> None:
     torch.set_num_threads(2)
     images, truth = frames
-    fitted = Predictor(None, device="cpu", decode=DecodeConfig(second_look=False))
+    fitted = Predictor(
+        None, device="cpu", decode=DecodeConfig(second_look=False, mirror_keypoints=False)
+    )
     plain = Predictor(None, device="cpu", decode=DecodeConfig(fit_keypoints=False))
     assert fitted.fits_keypoints and not plain.fits_keypoints
     assert not fitted.looks_twice and not plain.looks_twice
@@ -73,8 +75,10 @@ def test_the_fit_keeps_the_detections_and_lowers_the_2d_error(frames) -> None:
 def test_the_second_look_keeps_the_detections_and_lowers_the_2d_error(frames) -> None:
     torch.set_num_threads(2)
     images, truth = frames
-    twice = Predictor(None, device="cpu")
-    once = Predictor(None, device="cpu", decode=DecodeConfig(second_look=False))
+    twice = Predictor(None, device="cpu", decode=DecodeConfig(mirror_keypoints=False))
+    once = Predictor(
+        None, device="cpu", decode=DecodeConfig(second_look=False, mirror_keypoints=False)
+    )
     assert twice.looks_twice and not once.looks_twice
     assert twice.model_description.endswith("default_model.pth +keypoint-fit +second-look")
     second, first = twice.predict(images), once.predict(images)
@@ -91,4 +95,27 @@ def test_the_second_look_keeps_the_detections_and_lowers_the_2d_error(frames) ->
     assert np.mean(second_errors) < np.mean(first_errors), (
         np.mean(second_errors),
         np.mean(first_errors),
+    )
+
+
+def test_reading_the_mirror_image_too_keeps_the_detections_and_lowers_the_2d_error(frames) -> None:
+    torch.set_num_threads(2)
+    images, truth = frames
+    both = Predictor(None, device="cpu")
+    alone = Predictor(None, device="cpu", decode=DecodeConfig(mirror_keypoints=False))
+    assert both.model_description.endswith("default_model.pth +keypoint-fit +second-look +mirror")
+    mirrored, plain = both.predict(images), alone.predict(images)
+    moved = []
+    for a_result, b_result in zip(mirrored, plain, strict=True):
+        assert len(a_result.hands) == len(b_result.hands)
+        for a, b in zip(a_result.hands, b_result.hands, strict=True):
+            # The same detections and sides; only the joints read from the heatmaps change.
+            assert a.score == b.score and a.handedness == b.handedness
+            np.testing.assert_array_equal(a.centre_px, b.centre_px)
+            moved.append(np.linalg.norm(a.keypoints_px - b.keypoints_px, axis=1).mean())
+    assert np.median(moved) > 0.1  # the mirror image really moved the joints (pixels)
+    mirrored_errors, plain_errors = _errors(mirrored, truth), _errors(plain, truth)
+    assert np.mean(mirrored_errors) < np.mean(plain_errors), (
+        np.mean(mirrored_errors),
+        np.mean(plain_errors),
     )

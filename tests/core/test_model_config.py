@@ -35,6 +35,9 @@ def test_decode_config_validation_and_reference_top_k() -> None:
         DecodeConfig(mode="fast")
     with pytest.raises(ConfigError, match=r"decode\.score_threshold"):
         DecodeConfig(score_threshold=1.5)
+    for field in ("fit_keypoints", "second_look", "mirror_keypoints"):
+        with pytest.raises(ConfigError, match=rf"decode\.{field}: 'yes' must be true or false"):
+            DecodeConfig(**{field: "yes"})
     reference = DecodeConfig(mode="reference", score_threshold=0.9, max_hands=2)
     assert (reference.top_k(224), reference.top_k(384), reference.threshold()) == (1, 4, 0.0)
     assert DecodeConfig(max_hands=3).top_k(384) == 3
