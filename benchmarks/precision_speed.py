@@ -7,8 +7,8 @@ machine load affects every variant alike. The first variant listed is the baseli
 a precision, optionally with `+nofit`: the hands as the network regressed them, without the fit
 to the `keypoints` head's joints (`smhr_core.fit_2d`; models without that head never fit), or
 with `+onelook`: fitted, but without the second look at a crop around each hand
-(`DecodeConfig.second_look`), and/or with `+nomirror`: the joints read from the input alone, not
-also from its mirror image (`DecodeConfig.mirror_keypoints`).
+(`DecodeConfig.second_look`), and/or with `+nomirror`: each hand read from the input alone, not
+also from its mirror image (`DecodeConfig.mirror_reading`).
 
 Per thread count and precision: time per image (median and p90 of `predict` on one decoded
 image: letterbox, network, decoding, MANO), its ratio to the baseline's median, hands found, and
@@ -54,7 +54,7 @@ NO_MIRROR = "+nomirror"
 
 def split_variant(variant: str) -> tuple[str, bool, bool, bool]:
     """'bfloat16+onelook' -> ('bfloat16', True, False, True): the precision, whether hands are
-    fitted, whether they get a second look and whether the joints are also read from the mirror
+    fitted, whether they get a second look and whether each hand is also read from the mirror
     image; `+onelook` and `+nomirror` combine, `+nofit` turns all three off. An unknown suffix
     stays part of the precision (which the caller rejects)."""
     if variant.endswith(NO_FIT):
@@ -83,7 +83,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="float32,bfloat16",
         help="comma-separated variants, the first is the baseline: one of "
         f"{', '.join(PRECISIONS)}, each optionally with {NO_FIT} (no keypoint fit), "
-        f"{ONE_LOOK} (no second look) and/or {NO_MIRROR} (joints not read from the mirror image)",
+        f"{ONE_LOOK} (no second look) and/or {NO_MIRROR} (hands not read from the mirror image)",
     )
     parser.add_argument("--threads", default="1,2", help="comma-separated torch thread counts")
     parser.add_argument("--device", default="cpu", help="torch device")
@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
                 score_threshold=args.threshold,
                 fit_keypoints=fit,
                 second_look=second_look,
-                mirror_keypoints=mirror,
+                mirror_reading=mirror,
             )
             predictors[name] = Predictor(
                 args.checkpoint, device=args.device, decode=decode, precision=precision

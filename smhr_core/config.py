@@ -186,10 +186,10 @@ class DecodeConfig:
     resolution, in the second look's crop."""
     second_look_size: int = 0
     """The second look's crop side, network-input pixels; 0: the network's input resolution."""
-    mirror_keypoints: bool = True
-    """With the keypoint fit: read the joints from the mean of the `keypoints` maps of the input
-    and of its mirror image (`smhr_core.keypoint_mirror`; one more forward where the joints are
-    read)."""
+    mirror_reading: bool = True
+    """With the keypoint fit: read each hand (its joint heatmaps, parameters and side) from the
+    input and from its mirror image and average the two (`smhr_core.mirror_reading`; one more
+    forward where the joints are read)."""
 
     def __post_init__(self) -> None:
         if self.mode not in DECODE_MODES:
@@ -209,9 +209,9 @@ class DecodeConfig:
                 f"decode.second_look_fraction: {self.second_look_fraction!r} must be within "
                 "[0.05, 1]"
             )
-        if not isinstance(self.mirror_keypoints, bool):
+        if not isinstance(self.mirror_reading, bool):
             raise ConfigError(
-                f"decode.mirror_keypoints: {self.mirror_keypoints!r} must be true or false"
+                f"decode.mirror_reading: {self.mirror_reading!r} must be true or false"
             )
         if not isinstance(self.second_look_size, int) or not (
             self.second_look_size == 0 or 64 <= self.second_look_size <= 2048

@@ -27,7 +27,7 @@ def add_decode_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-mirror",
         action="store_true",
-        help="read the joints from the input alone (not also from its mirror image)",
+        help="read each hand from the input alone (not also from its mirror image)",
     )
     parser.add_argument(
         "--second-look-fraction",
@@ -53,5 +53,5 @@ def decode_config(args: argparse.Namespace) -> DecodeConfig:
         second_look=not args.no_second_look,
         second_look_fraction=args.second_look_fraction,
         second_look_size=args.second_look_size,
-        mirror_keypoints=not args.no_mirror,
+        mirror_reading=not args.no_mirror,
     )

@@ -23,7 +23,7 @@ from smhr_core.fit_2d import fit_hands
 from smhr_core.fit_2d import project as project_virtual
 from smhr_core.hand_model import HandModel, HandModelError
 from smhr_core.keypoint_heatmap import read_keypoints
-from smhr_core.keypoint_mirror import average_with_mirror
+from smhr_core.mirror_reading import average_hands, average_keypoint_maps
 from smhr_core.network import SMHRNet
 from smhr_core.open_hand import open_hand_directory
 from smhr_core.precision import autocast, prefers_channels_last, resolve_precision
@@ -155,12 +155,12 @@ class Predictor:
     def model_description(self) -> str:
         """Backbone, input resolution (pixels), precision, checkpoint file name, and
         `+keypoint-fit` when hands are fitted to the keypoints head's joints (`+second-look`
-        when they are found again in a crop around each, `+mirror` when the joints are read
-        from the input and its mirror image)."""
+        when they are found again in a crop around each, `+mirror` when each hand is also
+        read from the mirror image of the input)."""
         c = self.config
         fit = " +keypoint-fit" if self.fits_keypoints else ""
         fit += " +second-look" if self.looks_twice else ""
-        fit += " +mirror" if self.fits_keypoints and self.decode.mirror_keypoints else ""
+        fit += " +mirror" if self.fits_keypoints and self.decode.mirror_reading else ""
         return (
             f"{c.backbone}@{c.input_resolution} {self.precision} {self.checkpoint_path.name}{fit}"
         )
@@ -261,12 +261,18 @@ class Predictor:
         with torch.inference_mode(), autocast(self.precision, self.device):
             names = [n for n in ("params", "handmap") if n in self.config.heads]
             at_peaks = self.network.heads_at(features, peaks.batch_index, peaks.ys, peaks.xs, names)
-            keypoint_maps = (
-                self._keypoint_maps(batch, features, detail) if fit and len(peaks) else None
-            )
+            keypoint_maps = None
+            if fit and len(peaks):
+                keypoint_maps = self.network.head_maps(features, ["keypoints"], detail)
+                keypoint_maps = keypoint_maps["keypoints"].float()
         params = at_peaks["params"].float()
-        if "handmap" in at_peaks:
-            is_right, side_probability = choose_side(at_peaks["handmap"].float())
+        handmap = at_peaks["handmap"].float() if "handmap" in at_peaks else None
+        if keypoint_maps is not None and self.decode.mirror_reading:
+            params, handmap, keypoint_maps = self._read_mirror(
+                batch, peaks, names, params, handmap, keypoint_maps
+            )
+        if handmap is not None:
+            is_right, side_probability = choose_side(handmap)
         else:
             is_right = torch.ones(params.shape[0], dtype=torch.bool, device=params.device)
             side_probability = torch.ones(params.shape[0], device=params.device)
@@ -290,17 +296,30 @@ class Predictor:
             )
         return hands_per_image, dropped
 
-    def _keypoint_maps(
-        self, batch: torch.Tensor, features: torch.Tensor, detail: torch.Tensor | None
-    ) -> torch.Tensor:
-        """(B, 23, W, W) float32 `keypoints` maps of the network inputs `batch`, averaged with
-        those of the mirrored inputs when `decode.mirror_keypoints` (one more forward)."""
-        maps = self.network.head_maps(features, ["keypoints"], detail)["keypoints"].float()
-        if not self.decode.mirror_keypoints:
-            return maps
-        mirrored_features, mirrored_detail = self.network.features_and_detail(batch.flip(-1))
-        mirrored = self.network.head_maps(mirrored_features, ["keypoints"], mirrored_detail)
-        return average_with_mirror(maps, mirrored["keypoints"].float())
+    def _read_mirror(
+        self,
+        batch: torch.Tensor,
+        peaks,
+        names: list[str],
+        params: torch.Tensor,
+        handmap: torch.Tensor | None,
+        keypoint_maps: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """The hands' parameters, side logits and `keypoints` maps averaged with what the
+        network reads at their mirrored cells of the mirrored inputs (one more forward;
+        `smhr_core.mirror_reading`)."""
+        width = int(keypoint_maps.shape[-1])
+        with torch.inference_mode(), autocast(self.precision, self.device):
+            features, detail = self.network.features_and_detail(batch.flip(-1))
+            mirrored = self.network.heads_at(
+                features, peaks.batch_index, peaks.ys, width - 1 - peaks.xs, names
+            )
+            mirrored_maps = self.network.head_maps(features, ["keypoints"], detail)["keypoints"]
+        mirrored_handmap = mirrored["handmap"].float() if "handmap" in mirrored else None
+        params, handmap = average_hands(
+            params, handmap, mirrored["params"].float(), mirrored_handmap
+        )
+        return params, handmap, average_keypoint_maps(keypoint_maps, mirrored_maps.float())
 
     def _look_again(
         self,

@@ -1,4 +1,5 @@
-"""Axis-angle to rotation matrix (Rodrigues), with the release's numerical convention."""
+"""Axis-angle rotations: to rotation matrices (Rodrigues, with the release's numerical convention)
+and the rotation halfway between two."""
 
 from __future__ import annotations
 
@@ -36,3 +37,33 @@ def axis_angle_to_matrix(axis_angle: torch.Tensor) -> torch.Tensor:
     cos = torch.cos(angle)[..., None]
     eye = torch.eye(3, dtype=axis_angle.dtype, device=axis_angle.device)
     return eye + sin * cross + (1.0 - cos) * (cross @ cross)
+
+
+def average_axis_angle(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+    """(..., 3) axis-angle (radians) of the rotation halfway between two rotations: the
+    normalised mean of their unit quaternions, taken on the same side of the sphere.
+
+    Averaging the axis-angle vectors themselves fails where the two sit on either side of a
+    half turn (the same rotation can be w or w - 2 pi w / |w|).
+    """
+    if first.shape != second.shape or first.shape[-1] != 3:
+        raise ValueError(
+            f"axis_angle: expected two (..., 3) tensors of one shape, got "
+            f"{tuple(first.shape)} and {tuple(second.shape)}"
+        )
+    q1, q2 = _quaternion(first), _quaternion(second)
+    same_side = torch.where((q1 * q2).sum(-1, keepdim=True) < 0, -q2, q2)
+    mean = q1 + same_side
+    vector = mean[..., 1:]
+    norm = torch.linalg.vector_norm(vector, dim=-1, keepdim=True)
+    angle = 2.0 * torch.atan2(norm, mean[..., :1])
+    return torch.where(norm > 0, vector * angle / norm.clamp(min=1e-12), torch.zeros_like(vector))
+
+
+def _quaternion(axis_angle: torch.Tensor) -> torch.Tensor:
+    """(..., 4) unit quaternions (w, x, y, z) of axis-angle vectors (..., 3)."""
+    angle = torch.linalg.vector_norm(axis_angle, dim=-1, keepdim=True)
+    half = angle / 2.0
+    # sin(half) / angle, with its limit 1/2 at a zero rotation.
+    scale = torch.where(angle > 1e-8, torch.sin(half) / angle.clamp(min=1e-8), 0.5 - angle**2 / 48)
+    return torch.cat([torch.cos(half), axis_angle * scale], dim=-1)

@@ -183,12 +183,12 @@ class NodeConfig:
             read_only=True,
         ),
     )
-    mirror_keypoints: bool = field(
+    mirror_reading: bool = field(
         default=True,
         metadata=_meta(
-            "With fit_keypoints: read the joints from the mean of the network's joint heatmaps of "
-            "the image and of its mirror image (more accurate; one more forward where the joints "
-            "are read).",
+            "With fit_keypoints: read each hand (joint heatmaps, parameters, side) from the image "
+            "and from its mirror image and average the two (more accurate; one more forward where "
+            "the joints are read).",
             read_only=True,
         ),
     )
@@ -456,7 +456,7 @@ class NodeConfig:
             second_look=self.second_look,
             second_look_fraction=self.second_look_fraction,
             second_look_size=self.second_look_size,
-            mirror_keypoints=self.mirror_keypoints,
+            mirror_reading=self.mirror_reading,
         )
 
     def resolved_camera_names(self) -> list[str]:

@@ -31,9 +31,9 @@ def test_vs_mediapipe_options_carry_every_decoding_setting_to_the_predictor() ->
     assert predictor.decode.second_look and predictor.decode.second_look_size == 96
     args = vs_mediapipe.parse_args(["--random-weights", "resnet18", "--no-second-look"])
     assert not build_predictor(args)[0].decode.second_look
-    assert predictor.decode.mirror_keypoints
+    assert predictor.decode.mirror_reading
     args = vs_mediapipe.parse_args(["--random-weights", "resnet18", "--no-mirror"])
-    assert not build_predictor(args)[0].decode.mirror_keypoints
+    assert not build_predictor(args)[0].decode.mirror_reading
 
 
 @pytest.mark.parametrize(

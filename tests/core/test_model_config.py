@@ -35,7 +35,7 @@ def test_decode_config_validation_and_reference_top_k() -> None:
         DecodeConfig(mode="fast")
     with pytest.raises(ConfigError, match=r"decode\.score_threshold"):
         DecodeConfig(score_threshold=1.5)
-    for field in ("fit_keypoints", "second_look", "mirror_keypoints"):
+    for field in ("fit_keypoints", "second_look", "mirror_reading"):
         with pytest.raises(ConfigError, match=rf"decode\.{field}: 'yes' must be true or false"):
             DecodeConfig(**{field: "yes"})
     reference = DecodeConfig(mode="reference", score_threshold=0.9, max_hands=2)

@@ -27,8 +27,8 @@ def test_defaults_are_valid_and_resolve_per_camera_settings() -> None:
     assert config.resolved_camera_names() == ["camera"]
     assert config.decode_config().mode == "robot"
     assert config.decode_config().second_look and config.decode_config().second_look_size == 0
-    assert config.decode_config().mirror_keypoints
-    assert not NodeConfig(mirror_keypoints=False).decode_config().mirror_keypoints
+    assert config.decode_config().mirror_reading
+    assert not NodeConfig(mirror_reading=False).decode_config().mirror_reading
     two = NodeConfig(image_topics=["/left/image_raw", "/right/color/image_raw"])
     assert two.resolved_camera_names() == ["left", "right/color"]
     named = NodeConfig(image_topics=["/a/image", "/b/image"], camera_names=["front", ""])
@@ -94,7 +94,7 @@ def test_sibling_topics() -> None:
         ({"publish_hands": False, "publish_markers": False}, "publish nothing"),
         ({"tracking_enabled": "yes"}, "'tracking_enabled': 'yes' must be a bool"),
         ({"second_look_fraction": 0.0}, r"'second_look_fraction': 0.0 is outside \[0.05, 1.0\]"),
-        ({"mirror_keypoints": 1}, "'mirror_keypoints': 1 must be a bool"),
+        ({"mirror_reading": 1}, "'mirror_reading': 1 must be a bool"),
         ({"second_look_size": 32}, r"'second_look_size': 32 must be 0 or within \[64, 2048\]"),
     ],
 )
