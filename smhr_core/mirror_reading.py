@@ -47,12 +47,14 @@ def unmirror_keypoint_maps(mirrored_maps: torch.Tensor) -> torch.Tensor:
 
 def average_keypoint_maps(maps: torch.Tensor, mirrored_maps: torch.Tensor) -> torch.Tensor:
     """The mean of the (B, 23, W, W) `keypoints` maps of an input and those of the same input
-    mirrored left to right (heatmap logits and offsets alike)."""
+    mirrored left to right (heatmap logits and offsets alike); where the mirrored value is not
+    finite, the input's own."""
     if maps.shape != mirrored_maps.shape:
         raise ValueError(
             f"maps {tuple(maps.shape)} and mirrored maps {tuple(mirrored_maps.shape)} differ"
         )
-    return (maps + unmirror_keypoint_maps(mirrored_maps)) / 2.0
+    back = unmirror_keypoint_maps(mirrored_maps)
+    return torch.where(torch.isfinite(back), (maps + back) / 2.0, maps)
 
 
 def unmirror_params(mirrored_params: torch.Tensor) -> torch.Tensor:
@@ -89,7 +91,9 @@ def average_hands(
 
     Each side's global orientation is the rotation halfway between the two, every other value
     the mean. The network trains only the set of a hand's own side, so where the two readings
-    disagree on the side (without `handmap`, never), the parameters stay the first reading's.
+    disagree on the side (without `handmap`, never), the parameters stay the first reading's;
+    so do a hand's parameters, or its side logits, where the mirror image's are not finite (a
+    fault there does not cost a hand the first reading found).
     """
     if params.shape != mirrored_params.shape:
         raise ValueError(
@@ -97,12 +101,15 @@ def average_hands(
             "differ"
         )
     back = unmirror_params(mirrored_params)
+    usable = torch.isfinite(back).all(dim=1)
     mean = (params + back) / 2.0
     for start in (0, PARAMS_PER_HAND):
         orient = slice(start, start + 3)
         mean[:, orient] = average_axis_angle(params[:, orient], back[:, orient])
     if handmap is None or mirrored_handmap is None:
-        return mean, handmap
+        return torch.where(usable[:, None], mean, params), handmap
     swapped = mirrored_handmap.flip(-1)
+    side_usable = torch.isfinite(swapped).all(dim=1)
     agree = (handmap[:, 1] >= handmap[:, 0]) == (swapped[:, 1] >= swapped[:, 0])
-    return torch.where(agree[:, None], mean, params), (handmap + swapped) / 2.0
+    params = torch.where((usable & side_usable & agree)[:, None], mean, params)
+    return params, torch.where(side_usable[:, None], (handmap + swapped) / 2.0, handmap)

@@ -154,3 +154,26 @@ def test_two_readings_average_where_they_agree_on_the_side() -> None:
     torch.testing.assert_close(mean[0, 3:61], (params[0, 3:61] + back[0, 3:61]) / 2)
     torch.testing.assert_close(mean[1], params[1])  # the mirror image saw the wrong side
     torch.testing.assert_close(side, torch.tensor([[-1.5, 2.0], [-0.5, -1.0]]))
+
+
+def test_a_fault_in_the_mirror_image_leaves_the_first_reading() -> None:
+    generator = torch.Generator().manual_seed(8)
+    params = torch.randn(2, 122, generator=generator) * 0.3
+    mirrored_params = torch.randn(2, 122, generator=generator) * 0.3
+    mirrored_params[1, 70] = float("nan")
+    handmap = torch.tensor([[-2.0, 1.0], [-2.0, 1.0]])
+    mirrored_handmap = torch.tensor([[3.0, -1.0], [float("nan"), -1.0]])
+    mean, side = average_hands(params, handmap, mirrored_params, mirrored_handmap)
+    assert torch.isfinite(mean).all() and torch.isfinite(side).all()
+    torch.testing.assert_close(mean[1], params[1])
+    torch.testing.assert_close(side[1], handmap[1])
+    assert not torch.equal(mean[0], params[0])  # the sound hand is still averaged
+    alone, none = average_hands(params, None, mirrored_params, None)
+    assert none is None
+    torch.testing.assert_close(alone[1], params[1])
+    maps = torch.randn(1, KEYPOINT_JOINTS + 2, 8, 8, generator=generator)
+    broken = maps.clone()
+    broken[0, 3, 2, 5] = float("inf")
+    averaged = average_keypoint_maps(maps, broken)
+    assert torch.isfinite(averaged).all()
+    assert averaged[0, 3, 2, 8 - 1 - 5] == maps[0, 3, 2, 8 - 1 - 5]
