@@ -6,7 +6,10 @@ pinhole matrices in pixels.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
+import torch
 
 from smhr_core.decode import VIRTUAL_FOCAL_PX
 from smhr_core.preprocess import Letterbox
@@ -32,6 +35,35 @@ def assumed_intrinsics(letterbox: Letterbox) -> np.ndarray:
             [0.0, f, (half - letterbox.offset_v) / s],
             [0.0, 0.0, 1.0],
         ]
+    )
+
+
+def input_intrinsics(letterbox: Letterbox, camera_matrix: np.ndarray | None) -> np.ndarray:
+    """The camera of the network input: the real K (original-image pixels) expressed in input
+    pixels (input = scale * original + offset), or the virtual K_v when `camera_matrix` is None."""
+    k = assumed_intrinsics(letterbox) if camera_matrix is None else _check_matrix(camera_matrix)
+    to_input = np.array(
+        [
+            [letterbox.scale, 0.0, letterbox.offset_u],
+            [0.0, letterbox.scale, letterbox.offset_v],
+            [0.0, 0.0, 1.0],
+        ]
+    )
+    return to_input @ k
+
+
+def input_cameras(
+    image_index: Sequence[int],
+    letterboxes: Sequence[Letterbox],
+    camera_matrices: Sequence[np.ndarray | None],
+) -> torch.Tensor:
+    """(N, 3, 3) float32 `input_intrinsics` of the image `image_index[i]` of each of N hands."""
+    if not image_index:
+        return torch.zeros((0, 3, 3))
+    return torch.from_numpy(
+        np.stack(
+            [input_intrinsics(letterboxes[b], camera_matrices[b]) for b in image_index]
+        ).astype(np.float32)
     )
 
 

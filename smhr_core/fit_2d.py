@@ -14,6 +14,13 @@ axes are the hand model's: MANO's template (and the open hand's) has the four fi
 and the palm normal along y, and a finger joint's rotation is expressed in those axes. The
 thumb's axes are not these, so its three joints keep one weight for all three values.
 
+The fit works in the camera of the network's input: the image's real intrinsics seen through
+the letterbox or the second look's crop (`smhr_core.camera.input_intrinsics`), or the virtual
+camera when they are unknown. The network reads every hand as if the input's centre were the
+optical axis at f = 512 px, which a crop of a larger image is not (`start_in_camera` moves its hand
+into the real camera first); fitted in the virtual camera, the hand would bend its fingers and tilt
+to make up for the wrong perspective.
+
 It is a damped Gauss-Newton (Levenberg) solve over 51 values per hand (global orientation,
 15 finger rotations, translation; the shape stays), with Jacobians by forward differences: each
 hand is shaped once (`HandModel.joint_rig`), then all hands and all 51 perturbations are posed
@@ -29,6 +36,7 @@ import torch
 
 from smhr_core.decode import VIRTUAL_FOCAL_PX
 from smhr_core.hand_model import HandModel
+from smhr_core.rotations import compose_axis_angle
 
 MIN_DEPTH_M = 0.05
 FIT_DIM = 51
@@ -132,10 +140,70 @@ def finger_pose_prior(settings: FitSettings) -> torch.Tensor:
     return torch.cat([finger.repeat(FINGER_JOINTS), thumb])
 
 
-def project(points_m: torch.Tensor, resolution: int) -> torch.Tensor:
-    """(..., 3) metres in the virtual camera of the R x R input -> (..., 2) input pixels."""
+def project(
+    points_m: torch.Tensor, resolution: int, camera_px: torch.Tensor | None = None
+) -> torch.Tensor:
+    """(N, ..., 3) metres -> (N, ..., 2) input pixels of the R x R input: with its virtual camera,
+    or with `camera_px` (N, 3, 3), each hand's intrinsics in input pixels (skew ignored)."""
     z = points_m[..., 2:3].clamp(min=MIN_DEPTH_M)
-    return points_m[..., :2] / z * VIRTUAL_FOCAL_PX + resolution / 2.0
+    if camera_px is None:
+        return points_m[..., :2] / z * VIRTUAL_FOCAL_PX + resolution / 2.0
+    k = camera_px.to(points_m.dtype).reshape(-1, *([1] * (points_m.dim() - 2)), 3, 3)
+    focal = torch.stack([k[..., 0, 0], k[..., 1, 1]], dim=-1)
+    centre = torch.stack([k[..., 0, 2], k[..., 1, 2]], dim=-1)
+    return points_m[..., :2] / z * focal + centre
+
+
+def start_in_camera(
+    global_orient: torch.Tensor,
+    translation: torch.Tensor,
+    wrist_m: torch.Tensor,
+    camera_px: torch.Tensor,
+    resolution: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The network's N hands, read in the virtual camera of the R x R input, placed in the
+    cameras `camera_px` (N, 3, 3, input pixels): each wrist keeps its pixel and moves along its
+    real ray to the depth that keeps the hand's size in the image (scaled by f / 512), and the
+    hand turns with the ray (the rotation taking the virtual ray to the real one), so it shows
+    the camera the side it showed the virtual one.
+
+    The network sees every hand as if the input's centre were the optical axis at f = 512 px; in
+    a crop of a larger image neither holds, and a hand fitted in the virtual camera would bend
+    its fingers to make up for the wrong perspective.
+
+    Args:
+        global_orient: (N, 3) axis-angle, radians, virtual camera.
+        translation: (N, 3) metres, virtual camera.
+        wrist_m: (N, 3) the hands' wrists posed with those values, metres.
+        camera_px: (N, 3, 3) intrinsics in input pixels.
+
+    Returns:
+        The (N, 3) orientation (radians) and translation (metres) in the real cameras.
+    """
+    k = camera_px.to(wrist_m.dtype)
+    uv = project(wrist_m, resolution)
+    focal = torch.sqrt(k[:, 0, 0] * k[:, 1, 1])
+    depth = wrist_m[:, 2].clamp(min=MIN_DEPTH_M) * focal / VIRTUAL_FOCAL_PX
+    real_ray = torch.stack(
+        [
+            (uv[:, 0] - k[:, 0, 2]) / k[:, 0, 0],
+            (uv[:, 1] - k[:, 1, 2]) / k[:, 1, 1],
+            torch.ones_like(depth),
+        ],
+        dim=-1,
+    )
+    wrist = real_ray * depth[:, None]
+    virtual_ray = torch.cat(
+        [(uv - resolution / 2.0) / VIRTUAL_FOCAL_PX, torch.ones_like(depth)[:, None]], dim=-1
+    )
+    a = virtual_ray / virtual_ray.norm(dim=-1, keepdim=True)
+    b = real_ray / real_ray.norm(dim=-1, keepdim=True)
+    axis = torch.cross(a, b, dim=-1)
+    sine = axis.norm(dim=-1, keepdim=True)
+    angle = torch.atan2(sine, (a * b).sum(-1, keepdim=True))
+    turn = torch.where(sine > 1e-9, axis / sine.clamp(min=1e-12) * angle, torch.zeros_like(axis))
+    orient = compose_axis_angle(turn, global_orient.to(wrist_m.dtype))
+    return orient, translation + wrist - wrist_m
 
 
 def fit_hands(
@@ -149,8 +217,11 @@ def fit_hands(
     confidence: torch.Tensor,
     resolution: int,
     settings: FitSettings | None = None,
+    camera_px: torch.Tensor | None = None,
 ) -> FittedHands:
-    """Fit N hands' orientation, finger pose and translation to 2D joints (input pixels).
+    """Fit N hands' orientation, finger pose and translation to 2D joints (input pixels), seen
+    by the virtual camera of the R x R input or by `camera_px` (N, 3, 3, input pixels; the
+    values given are then in that camera, see `start_in_camera`).
 
     Cost per hand: the mean over joints, weighted by confidence to `confidence_power`, of the
     squared 2D distance divided by the square of the hand's box side (hands of every size pull
@@ -191,7 +262,9 @@ def fit_hands(
             """(N, K, 51) values -> (N, K, 42) weighted 2D residuals."""
             k = values.shape[1]
             joints = rig.pose(values[..., :3], values[..., 3:48], values[..., 48:])
-            error = (project(joints, resolution) - target[:, None]) / side[:, None, None, None]
+            error = (project(joints, resolution, camera_px) - target[:, None]) / side[
+                :, None, None, None
+            ]
             return (error * weight[:, None, :, None].sqrt()).reshape(n, k, 42)
 
         def total_cost(values: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from smhr_core.camera import assumed_intrinsics, project, to_camera_frame
+from smhr_core.camera import assumed_intrinsics, input_cameras, project, to_camera_frame
 from smhr_core.checkpoint import CheckpointError, load_checkpoint
 from smhr_core.config import ConfigError, DecodeConfig, ModelConfig
 from smhr_core.decode import (
@@ -19,7 +19,7 @@ from smhr_core.decode import (
     split_params,
     virtual_translation,
 )
-from smhr_core.fit_2d import fit_hands
+from smhr_core.fit_2d import fit_hands, start_in_camera
 from smhr_core.fit_2d import project as project_virtual
 from smhr_core.hand_model import HandModel, HandModelError
 from smhr_core.keypoint_heatmap import read_keypoints
@@ -391,6 +391,17 @@ class Predictor:
                 peaks.batch_index[keep],
                 project_virtual(guess, resolution),
             )
+            # The joints are read around the network's own hand (virtual camera); the fit works
+            # in the input's real camera (the image's K through the letterbox or crop), so its
+            # hands come out in the real camera's frame, with the image's perspective. Reading
+            # around the hand placed in the real camera measured worse (held-out 256 px median
+            # 4.23 against 4.04 % of the box).
+            cameras_in = input_cameras(peaks.batch_index[keep].tolist(), boxes, camera_matrices).to(
+                guess.device
+            )
+            orient, translation = start_in_camera(
+                orient, translation, guess[:, 0], cameras_in, resolution
+            )
             fitted = fit_hands(
                 self.hand_model,
                 orient,
@@ -401,6 +412,7 @@ class Predictor:
                 found.keypoints_px,
                 found.confidence,
                 resolution,
+                camera_px=cameras_in,
             )
             orient, pose, translation = fitted.global_orient, fitted.hand_pose, fitted.translation
         with torch.inference_mode():
@@ -424,12 +436,16 @@ class Predictor:
                 if matrix is not None
                 else assumed_intrinsics(box)
             )
-            wrist = joints[i, 0]
-            joints_cam = to_camera_frame(joints[i], wrist, box, matrix)
+            if keypoint_maps is not None:  # fitted: already in the real camera's frame
+                joints_cam = joints[i]
+                vertices_cam = vertices[i] if self.with_vertices else None
+            else:
+                wrist = joints[i, 0]
+                joints_cam = to_camera_frame(joints[i], wrist, box, matrix)
+                vertices_cam = (
+                    to_camera_frame(vertices[i], wrist, box, matrix) if self.with_vertices else None
+                )
             keypoints = project(joints_cam, camera)
-            vertices_cam = (
-                to_camera_frame(vertices[i], wrist, box, matrix) if self.with_vertices else None
-            )
             right = bool(rights[i])
             out[b].append(
                 Hand(

@@ -1,5 +1,5 @@
-"""Axis-angle rotations: to rotation matrices (Rodrigues, with the release's numerical convention)
-and the rotation halfway between two."""
+"""Axis-angle rotations: to rotation matrices (Rodrigues, with the release's numerical convention),
+the rotation halfway between two and the composition of two."""
 
 from __future__ import annotations
 
@@ -53,10 +53,37 @@ def average_axis_angle(first: torch.Tensor, second: torch.Tensor) -> torch.Tenso
         )
     q1, q2 = _quaternion(first), _quaternion(second)
     same_side = torch.where((q1 * q2).sum(-1, keepdim=True) < 0, -q2, q2)
-    mean = q1 + same_side
-    vector = mean[..., 1:]
+    return _axis_angle(q1 + same_side)
+
+
+def compose_axis_angle(outer: torch.Tensor, inner: torch.Tensor) -> torch.Tensor:
+    """(..., 3) axis-angle (radians) of the rotation `inner` followed by `outer` (matrices
+    R_outer @ R_inner), both (..., 3) axis-angle of one shape."""
+    if outer.shape != inner.shape or outer.shape[-1] != 3:
+        raise ValueError(
+            f"axis_angle: expected two (..., 3) tensors of one shape, got "
+            f"{tuple(outer.shape)} and {tuple(inner.shape)}"
+        )
+    a, b = _quaternion(outer), _quaternion(inner)
+    aw, av = a[..., :1], a[..., 1:]
+    bw, bv = b[..., :1], b[..., 1:]
+    product = torch.cat(
+        [
+            aw * bw - (av * bv).sum(-1, keepdim=True),
+            aw * bv + bw * av + torch.cross(av, bv, dim=-1),
+        ],
+        dim=-1,
+    )
+    return _axis_angle(product)
+
+
+def _axis_angle(quaternion: torch.Tensor) -> torch.Tensor:
+    """(..., 3) axis-angle of (..., 4) quaternions (w, x, y, z), not necessarily unit ones; the
+    angle is at most a half turn."""
+    q = torch.where(quaternion[..., :1] < 0, -quaternion, quaternion)
+    vector = q[..., 1:]
     norm = torch.linalg.vector_norm(vector, dim=-1, keepdim=True)
-    angle = 2.0 * torch.atan2(norm, mean[..., :1])
+    angle = 2.0 * torch.atan2(norm, q[..., :1])
     return torch.where(norm > 0, vector * angle / norm.clamp(min=1e-12), torch.zeros_like(vector))
 
 

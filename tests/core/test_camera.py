@@ -1,13 +1,17 @@
-"""Virtual camera, assumed intrinsics and the move into a real camera's frame."""
+"""Virtual camera, assumed intrinsics, the input's own camera and the move into a real camera's
+frame."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from smhr_core.camera import (
     assumed_intrinsics,
     back_project,
+    input_cameras,
+    input_intrinsics,
     place_at_depth,
     project,
     to_camera_frame,
@@ -111,3 +115,26 @@ def test_project_and_back_project_are_inverse_with_batch_dims() -> None:
     uv = project(points, REAL_K)
     assert uv.shape == (3, 7, 2)
     np.testing.assert_allclose(back_project(uv, points[..., 2], REAL_K), points, atol=1e-12)
+
+
+@pytest.mark.parametrize("size", [(640, 480), (480, 640), (384, 384)])
+def test_input_intrinsics_project_into_the_network_input(size: tuple[int, int]) -> None:
+    box = Letterbox.fit(*size, 256)
+    points = hand_points(seed=size[1])
+    k_input = input_intrinsics(box, REAL_K)
+    np.testing.assert_allclose(
+        project(points, k_input), box.to_input(project(points, REAL_K)), atol=1e-9
+    )
+    # Without a real camera the input's camera is the virtual one.
+    np.testing.assert_allclose(input_intrinsics(box, None), virtual_intrinsics(256), atol=1e-9)
+
+
+def test_input_cameras_follow_each_hands_image() -> None:
+    boxes = [Letterbox.fit(640, 480, 256), Letterbox.fit(1280, 720, 256)]
+    cameras = input_cameras([1, 0, 1], boxes, [REAL_K, None])
+    assert cameras.shape == (3, 3, 3) and cameras.dtype == torch.float32
+    np.testing.assert_allclose(cameras[0].numpy(), input_intrinsics(boxes[1], None), rtol=1e-6)
+    np.testing.assert_allclose(cameras[1].numpy(), input_intrinsics(boxes[0], REAL_K), rtol=1e-6)
+    assert input_cameras([], boxes, [None, None]).shape == (0, 3, 3)
+    with pytest.raises(ValueError, match="camera_matrix"):
+        input_cameras([0], boxes, [np.eye(2), None])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from smhr_core.fit_2d import FitSettings, finger_pose_prior, fit_hands, project
+from smhr_core.fit_2d import FitSettings, finger_pose_prior, fit_hands, project, start_in_camera
 from smhr_core.hand_model import HandModel
 from smhr_core.open_hand import open_hand_directory
 
@@ -181,6 +181,70 @@ def test_the_finger_prior_lets_fingers_bend_rather_than_twist(hand_model: HandMo
         target,
     )  # fmt: skip
     assert all(a < 0.4 * b for a, b in zip(after, before, strict=True)), (before, after)
+
+
+CROP_CAMERA = torch.tensor([[341.0, 0.0, 278.0], [0.0, 341.0, 38.0], [0.0, 0.0, 1.0]])
+"""A crop's own camera in its input pixels: a crop of the top-right part of a larger image (the
+optical axis lies outside the crop, 150 px right and 90 px up of its centre) at f = 341 px."""
+
+
+def test_fit_in_the_inputs_own_camera_recovers_a_hand_seen_off_axis(
+    hand_model: HandModel,
+) -> None:
+    (orient, pose, betas, translation, is_right), start = _true_and_start(6)
+    camera = CROP_CAMERA.expand(3, 3, 3)
+    joints = hand_model.joints(orient, pose, betas, translation, is_right)
+    target = project(joints, RESOLUTION, camera)
+    # The same joints through the virtual camera land elsewhere: the camera matters.
+    assert float((project(joints, RESOLUTION) - target).norm(dim=-1).mean()) > 50.0
+    fitted = fit_hands(
+        hand_model, *start[:2], betas, start[2], is_right, target, torch.ones(3, 21), RESOLUTION,
+        camera_px=camera,
+    )  # fmt: skip
+
+    def error(params) -> list[float]:
+        posed = hand_model.joints(params[0], params[1], betas, params[2], is_right)
+        side = (target.amax(1) - target.amin(1)).amax(-1)
+        distance = (project(posed, RESOLUTION, camera) - target).norm(dim=-1).mean(-1)
+        return (distance / side * 100).tolist()
+
+    before = error(start)
+    after = error((fitted.global_orient, fitted.hand_pose, fitted.translation))
+    assert min(before) > 8.0 and max(after) < 4.0, (before, after)
+
+
+def test_start_in_camera_keeps_the_wrist_pixel_and_turns_the_hand_with_its_ray(
+    hand_model: HandModel,
+) -> None:
+    """A hand read in the virtual camera, moved into the crop's own camera: its wrist stays on
+    its pixel, its size in the image stays, and turning it with the ray keeps its look (the
+    projected joints) far closer than moving it alone; in the virtual camera nothing moves."""
+    g = torch.Generator().manual_seed(7)
+    n = 3
+    orient, pose = torch.randn(n, 3, generator=g) * 0.6, torch.randn(n, 45, generator=g) * 0.2
+    betas, is_right = torch.zeros(n, 10), torch.tensor([True, False, True])
+    translation = torch.tensor([[0.0, 0.0, 0.5], [0.01, -0.01, 0.45], [0.0, 0.02, 0.6]])
+    joints = hand_model.joints(orient, pose, betas, translation, is_right)
+    seen = project(joints, RESOLUTION)
+    side = (seen.amax(1) - seen.amin(1)).amax(-1)
+    camera = CROP_CAMERA.expand(n, 3, 3)
+    turned, moved = start_in_camera(orient, translation, joints[:, 0], camera, RESOLUTION)
+    placed = project(hand_model.joints(turned, pose, betas, moved, is_right), RESOLUTION, camera)
+    unturned = project(hand_model.joints(orient, pose, betas, moved, is_right), RESOLUTION, camera)
+    torch.testing.assert_close(placed[:, 0], seen[:, 0], atol=1e-3, rtol=0.0)
+    size = (placed.amax(1) - placed.amin(1)).amax(-1)
+    assert bool(((size / side - 1.0).abs() < 0.15).all()), size / side
+    look = (placed - seen).norm(dim=-1).mean(-1) / side
+    look_unturned = (unturned - seen).norm(dim=-1).mean(-1) / side
+    assert bool((look < 0.7 * look_unturned).all()), (look, look_unturned)
+    virtual = torch.tensor(
+        [[512.0, 0.0, RESOLUTION / 2], [0.0, 512.0, RESOLUTION / 2], [0.0, 0.0, 1.0]]
+    ).expand(n, 3, 3)
+    same_orient, same_translation = start_in_camera(
+        orient, translation, joints[:, 0], virtual, RESOLUTION
+    )
+    torch.testing.assert_close(same_orient, orient, atol=1e-5, rtol=0.0)
+    torch.testing.assert_close(same_translation, translation, atol=1e-6, rtol=0.0)
 
 
 @pytest.mark.parametrize(

@@ -1,12 +1,13 @@
-"""Rodrigues with the release's angle = |w| + 1e-8."""
+"""Rodrigues with the release's angle = |w| + 1e-8, and the composition of two rotations."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
-from smhr_core.rotations import axis_angle_to_matrix
+from smhr_core.rotations import axis_angle_to_matrix, compose_axis_angle
 
 
 def release_rodrigues(w: np.ndarray) -> np.ndarray:
@@ -40,3 +41,19 @@ def test_zero_vector_is_identity_and_dtype_is_kept() -> None:
     out = axis_angle_to_matrix(torch.zeros(2, 3, dtype=torch.float64))
     assert out.dtype == torch.float64
     assert torch.equal(out, torch.eye(3, dtype=torch.float64).expand(2, 3, 3))
+
+
+def test_composition_is_the_matrix_product() -> None:
+    """Checked against scipy's rotations, half turns and zero rotations included; the result's
+    angle is at most a half turn."""
+    rng = np.random.default_rng(3)
+    outer = rng.normal(size=(60, 3)) * 1.5
+    inner = rng.normal(size=(60, 3)) * 1.5
+    outer[0], inner[1] = 0.0, 0.0
+    outer[2] = inner[2] = [0.0, 0.0, np.pi]  # two half turns: the identity
+    composed = compose_axis_angle(torch.from_numpy(outer), torch.from_numpy(inner)).numpy()
+    expected = (Rotation.from_rotvec(outer) * Rotation.from_rotvec(inner)).as_matrix()
+    np.testing.assert_allclose(Rotation.from_rotvec(composed).as_matrix(), expected, atol=1e-9)
+    assert np.linalg.norm(composed, axis=-1).max() <= np.pi + 1e-9
+    with pytest.raises(ValueError, match="one shape"):
+        compose_axis_angle(torch.zeros(2, 3), torch.zeros(3, 3))
