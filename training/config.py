@@ -121,6 +121,11 @@ class DataConfig:
     synthetic_hand_size: tuple[float, ...] = (0.22, 0.45)
     """Range (low, high) of a `synthetic` hand's size: the larger side of its projected mesh
     box, as a fraction of the image side. The held-out and check scenes keep (0.22, 0.45)."""
+    synthetic_background_scale: tuple[float, ...] = (1.0, 1.0)
+    """Range (low, high) of the scale at which a `synthetic` scene's background is drawn before
+    it is resized to the image side (`SceneConfig.background_scale`): above 1 its blur and
+    noise are finer-grained, as in a larger image seen shrunk. The held-out and check scenes
+    keep (1, 1)."""
     hand_model: str = ""
     """Directory with MANO_RIGHT.pkl / MANO_LEFT.pkl; empty = our procedural open hand model.
     The official MANO model also unlocks FreiHAND's MANO labels and HO3D's vertices."""
@@ -169,6 +174,13 @@ class DataConfig:
             "data.synthetic_hand_size",
             list(size),
             "[low, high] with 0 < low <= high <= 1",
+        )
+        scale = self.synthetic_background_scale
+        _require(
+            len(scale) == 2 and 0.25 <= scale[0] <= scale[1] <= 4.0,
+            "data.synthetic_background_scale",
+            list(scale),
+            "[low, high] with 0.25 <= low <= high <= 4",
         )
         _require(self.num_workers >= 0, "data.num_workers", self.num_workers, ">= 0")
 

@@ -65,12 +65,14 @@ def _scene_config(
     max_hands: int,
     supersampling: int,
     hand_size: tuple[float, ...] = SceneConfig.hand_size,
+    background_scale: tuple[float, ...] = SceneConfig.background_scale,
 ) -> SceneConfig:
     return SceneConfig(
         resolution=resolution,
         max_hands=min(max_hands, MAX_GENERATED_HANDS),
         supersampling=supersampling,
         hand_size=(float(hand_size[0]), float(hand_size[1])),
+        background_scale=(float(background_scale[0]), float(background_scale[1])),
     )
 
 
@@ -99,6 +101,7 @@ def build_dataset(data: DataConfig, resolution: int, train: bool = True) -> Data
                 data.max_hands,
                 data.synthetic_supersampling,
                 data.synthetic_hand_size,
+                data.synthetic_background_scale,
             ),
             hand_model=_hand_model(data.hand_model),
             max_hands=data.max_hands,

@@ -83,6 +83,12 @@ class SceneConfig:
     """Largest tilt of a hand's palm (or back) away from facing the camera, degrees."""
     any_orientation_probability: float = 0.2
     """Chance that a hand takes a uniformly random orientation instead (edge-on included)."""
+    background_scale: tuple[float, float] = (1.0, 1.0)
+    """Range (low, high) of the scale at which a scene's background is drawn: at `scale` times
+    the image side, then resized to it (log-uniform draw). Above 1 its blur and sensor noise are
+    finer-grained, as in a larger image seen shrunk (the predictor's letterbox and second-look
+    crops); below 1 coarser, as in a smaller image enlarged. (1, 1) draws no scale, so scenes
+    stay exactly as before the option existed."""
 
     def __post_init__(self) -> None:
         if self.resolution <= 0 or self.resolution % 4:
@@ -103,6 +109,12 @@ class SceneConfig:
             )
         if self.supersampling < 1:
             raise ValueError(f"supersampling must be >= 1, got {self.supersampling}")
+        low, high = self.background_scale
+        if not 0.25 <= low <= high <= 4.0:
+            raise ValueError(
+                "background_scale must satisfy 0.25 <= low <= high <= 4, "
+                f"got {self.background_scale}"
+            )
 
 
 @dataclass(frozen=True, eq=False)
@@ -338,10 +350,19 @@ def _palette(rng: np.random.Generator, count: int) -> np.ndarray:
     return rng.uniform(0.0, 255.0, size=(count, 3))
 
 
-def random_background(rng: np.random.Generator, size: int) -> np.ndarray:
+def random_background(rng: np.random.Generator, size: int, scale: float = 1.0) -> np.ndarray:
     """(size, size, 3) uint8 BGR procedural background: a gradient, noise, stripes, a
     checkerboard or blobs as the base, up to two more of them blended on top, then blur and
-    sensor noise."""
+    sensor noise, all drawn at round(`scale` * size) pixels and resized to `size` (area
+    averaging when shrinking, bilinear when enlarging)."""
+    drawn = max(4, round(scale * size))
+    if drawn == size:
+        return _background(rng, size)
+    interpolation = cv2.INTER_AREA if drawn > size else cv2.INTER_LINEAR
+    return cv2.resize(_background(rng, drawn), (size, size), interpolation=interpolation)
+
+
+def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     rows, cols = np.mgrid[0:size, 0:size].astype(np.float64) / size
 
     def gradient() -> np.ndarray:
@@ -517,7 +538,11 @@ class SceneGenerator:
         """The scene of `seed` (the same seed always gives the same scene)."""
         cfg = self.config
         rng = np.random.default_rng(seed)
-        background = random_background(rng, cfg.resolution)
+        scale = 1.0
+        low, high = cfg.background_scale
+        if low != 1.0 or high != 1.0:
+            scale = float(np.exp(rng.uniform(np.log(low), np.log(high))))
+        background = random_background(rng, cfg.resolution, scale)
         count = int(rng.integers(cfg.min_hands, cfg.max_hands + 1))
         hands: list[SceneHand] = []
         boxes: list[np.ndarray] = []

@@ -7,6 +7,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
 from training import sample as S
@@ -67,6 +69,18 @@ def test_synthetic_hand_size_sets_how_large_the_hands_are_drawn() -> None:
     assert small and large
     # The joints' box is a little smaller than the mesh's box the range is drawn for.
     assert max(small) <= 0.3 and min(large) >= 0.4 and min(large) > max(small)
+
+
+def test_synthetic_background_scale_reaches_the_scenes() -> None:
+    def roughness(scale: list[float]) -> float:
+        data = _data(synthetic_count=4, synthetic_seed=21, synthetic_background_scale=scale)
+        values = []
+        for sample in build_dataset(data, R):
+            image = sample[S.IMAGE_RGB].permute(1, 2, 0).numpy()
+            values.append(float(np.abs(cv2.Laplacian(image, cv2.CV_32F)).mean()))
+        return float(np.median(values))
+
+    assert roughness([0.5, 0.5]) < 0.7 * roughness([1.0, 1.0])
 
 
 def test_synthetic_supersampling_renders_like_the_scene_writer(tmp_path: Path) -> None:

@@ -171,6 +171,40 @@ def test_backgrounds_vary() -> None:
     assert min(float(image.std()) for image in images) < max(float(i.std()) for i in images) / 2
 
 
+def test_backgrounds_drawn_at_a_scale_are_resized_to_the_side() -> None:
+    for seed in range(4):
+        native = random_background(np.random.default_rng(seed), 64)
+        assert np.array_equal(random_background(np.random.default_rng(seed), 64, 1.0), native)
+        large = random_background(np.random.default_rng(seed), 128)
+        shrunk = cv2.resize(large, (64, 64), interpolation=cv2.INTER_AREA)
+        assert np.array_equal(random_background(np.random.default_rng(seed), 64, 2.0), shrunk)
+        small = random_background(np.random.default_rng(seed), 32)
+        enlarged = cv2.resize(small, (64, 64), interpolation=cv2.INTER_LINEAR)
+        assert np.array_equal(random_background(np.random.default_rng(seed), 64, 0.5), enlarged)
+
+
+def test_background_scale_draws_each_scene_at_a_scale_in_its_range(
+    hand_model: HandModel,
+) -> None:
+    with pytest.raises(ValueError, match="background_scale"):
+        SceneConfig(resolution=R, background_scale=(2.0, 1.0))
+    with pytest.raises(ValueError, match="background_scale"):
+        SceneConfig(resolution=R, background_scale=(0.1, 1.0))
+
+    def roughness(scale: tuple[float, float]) -> float:
+        config = SceneConfig(resolution=R, min_hands=1, max_hands=1, background_scale=scale)
+        generator = SceneGenerator(config, hand_model)
+        values = []
+        for seed in range(6):
+            scene = generator.scene(seed)
+            edges = np.abs(cv2.Laplacian(scene.image_bgr.astype(np.float32), cv2.CV_32F))
+            values.append(float(edges[scene.hand_index == -1].mean()))
+        return float(np.median(values))
+
+    # Drawn at half the side and enlarged, backgrounds lose their pixel-scale noise and detail.
+    assert roughness((0.5, 0.5)) < 0.6 * roughness((1.0, 1.0))
+
+
 def test_scene_folder_round_trip_and_errors(
     tmp_path, hand_model: HandModel, scenes: list[Scene]
 ) -> None:
