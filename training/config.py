@@ -223,6 +223,10 @@ class LossWeights:
     for models without that head). 100, like the centre heatmap's."""
     keypoint_offset: float = 100.0
     """L1 (cells) of the joints' sub-cell offsets read from the `keypoints` head."""
+    keypoint_subcell: bool = False
+    """Centre each joint's Gaussian target on the joint's exact place rather than on its cell's
+    centre (its cell stays the peak, exactly 1), so that the heat around a peak says where in
+    the cell the joint lies (`training.keypoint_targets`)."""
     hard_fraction: float = 0.7
     """With the photometric loss on, each batch averages this worst fraction of samples."""
 

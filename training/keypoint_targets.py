@@ -5,6 +5,12 @@ Targets are built on the fly from the batch's labelled 2D keypoints, so the samp
 (`training.sample`) is unchanged: joint j of every hand puts a Gaussian peak of exactly 1 on
 channel j at the cell floor(keypoint / 4), and that cell's offset target is keypoint / 4 - cell
 (in cells, in [0, 1)). Hands in one image share the channels, as CenterNet's people do.
+
+By default the Gaussian is centred on the peak cell (CenterNet), so the heat around a peak says
+nothing about where in its cell the joint lies. With `subcell` it is centred on the joint's exact
+place and scaled so that the peak cell is still exactly 1 (the focal loss's positive): a joint
+near a cell's edge makes the neighbour across that edge nearly as hot, which the reading's
+heat-weighted mean (`smhr_core.keypoint_heatmap`) turns into a place within the cell.
 """
 
 from __future__ import annotations
@@ -38,7 +44,11 @@ class KeypointTargets:
 
 
 def keypoint_targets(
-    keypoints_px: torch.Tensor, visible: torch.Tensor, valid: torch.Tensor, map_size: int
+    keypoints_px: torch.Tensor,
+    visible: torch.Tensor,
+    valid: torch.Tensor,
+    map_size: int,
+    subcell: bool = False,
 ) -> KeypointTargets:
     """Targets from labelled keypoints.
 
@@ -47,6 +57,8 @@ def keypoint_targets(
         visible: (B, M, 21) 1 if the joint is labelled.
         valid: (B, M) 1 for a real hand slot.
         map_size: W, the side of the stride-4 maps.
+        subcell: centre each Gaussian on the joint's exact place instead of its cell's centre
+            (its peak cell stays exactly 1).
     """
     cells = keypoints_px.float() / OUTPUT_STRIDE
     whole = cells.floor()
@@ -57,7 +69,15 @@ def keypoint_targets(
     dx = grid.view(1, 1, 1, 1, -1) - whole[..., 0, None, None]  # (B, M, 21, 1, W)
     dy = grid.view(1, 1, 1, -1, 1) - whole[..., 1, None, None]  # (B, M, 21, W, 1)
     near = (dx.abs() <= GAUSSIAN_RADIUS_CELLS) & (dy.abs() <= GAUSSIAN_RADIUS_CELLS)
-    gauss = torch.exp(-(dx**2 + dy**2) / (2 * GAUSSIAN_SIGMA_CELLS**2)) * near
+    if subcell:
+        # Distances from each cell's centre to the joint, less the peak cell's own, so the
+        # peak cell comes out at exactly 1: exp(-(|c - k|^2 - |c0 - k|^2) / 2 sigma^2).
+        centre = cells - whole - 0.5  # (B, M, 21, 2): the joint from its cell's centre
+        ex, ey = dx - centre[..., 0, None, None], dy - centre[..., 1, None, None]
+        spread = ex**2 + ey**2 - (centre**2).sum(-1)[..., None, None]
+    else:
+        spread = dx**2 + dy**2
+    gauss = torch.exp(-spread / (2 * GAUSSIAN_SIGMA_CELLS**2)).clamp(max=1.0) * near
     gauss = gauss * on[..., None, None]
     heatmap = gauss.amax(dim=1)  # (B, 21, W, W): the hands of one image share each channel
     whole_long = whole.long()

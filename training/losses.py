@@ -352,7 +352,11 @@ class SMHRLoss(nn.Module):
         if "keypoints" in outputs:
             maps = outputs["keypoints"]
             targets = keypoint_targets(
-                batch[S.KEYPOINTS_PX], batch[S.KEYPOINTS_VIS], valid, maps.shape[-1]
+                batch[S.KEYPOINTS_PX],
+                batch[S.KEYPOINTS_VIS],
+                valid,
+                maps.shape[-1],
+                subcell=w.keypoint_subcell,
             )
             per_sample["keypoint_heatmap"] = focal_loss(
                 maps[:, : targets.heatmap.shape[1]], targets.heatmap

@@ -44,6 +44,41 @@ def test_each_labelled_joint_peaks_at_its_cell_with_its_offset() -> None:
     assert int((t.heatmap[1] == 1.0).sum()) == KEYPOINT_JOINTS
 
 
+def test_subcell_targets_lean_towards_the_joint_within_its_cell() -> None:
+    keypoints, visible, valid = _keypoints()
+    plain = keypoint_targets(keypoints, visible, valid, WIDTH)
+    t = keypoint_targets(keypoints, visible, valid, WIDTH, subcell=True)
+    # Same peaks, cells and offsets: only the heat around the peaks changes.
+    assert torch.equal(t.heatmap == 1.0, plain.heatmap == 1.0)
+    assert torch.equal(t.cell, plain.cell) and torch.equal(t.offset, plain.offset)
+    assert float(t.heatmap.max()) == 1.0
+    leaning = 0
+    for b, m, j in [(0, 0, 0), (0, 1, 20), (1, 0, 7), (1, 0, 13)]:
+        x, y = (keypoints[b, m, j] / 4).floor().long().tolist()
+        fx, fy = (keypoints[b, m, j] / 4 - torch.tensor([x, y])).tolist()
+        window = t.heatmap[b, j, y - 1 : y + 2, x - 1 : x + 2]
+        if window.shape != (3, 3):
+            continue
+        # A 3 x 3 heat-weighted mean of the cells' centres lands on the joint's side of its
+        # cell centre, in both directions (the plain targets' mean is the centre itself).
+        weights = window / window.sum()
+        grid = torch.arange(-1.0, 2.0)
+        mean_x, mean_y = float((weights.sum(0) * grid).sum()), float((weights.sum(1) * grid).sum())
+        assert (mean_x > 0) == (fx > 0.5) and (mean_y > 0) == (fy > 0.5)
+        expected = torch.exp(
+            -(
+                (grid[None, :] + 0.5 - fx) ** 2
+                + (grid[:, None] + 0.5 - fy) ** 2
+                - (0.5 - fx) ** 2
+                - (0.5 - fy) ** 2
+            )
+            / (2 * (5 / 6) ** 2)
+        )
+        torch.testing.assert_close(window, expected.clamp(max=1.0))
+        leaning += 1
+    assert leaning >= 3
+
+
 def test_offset_loss_is_zero_for_the_right_offsets_only() -> None:
     keypoints, visible, valid = _keypoints()
     t = keypoint_targets(keypoints, visible, valid, WIDTH)

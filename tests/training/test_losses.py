@@ -10,9 +10,11 @@ import torch
 from pytorch3d.transforms import axis_angle_to_matrix, matrix_to_axis_angle
 
 from smhr_core.hand_model import HandModel
+from smhr_core.network import KEYPOINT_JOINTS
 from training import sample as S
 from training.config import LossWeights
 from training.joint_limits import left_limits, right_limits
+from training.keypoint_targets import keypoint_targets
 from training.losses import (
     BONES,
     SMHRLoss,
@@ -380,3 +382,22 @@ def test_side_term_is_off_by_default_and_averages_the_valid_hands(
     assert worse.side.item() > 5.0
     worse.side.backward()
     assert flipped["handmap"].grad.abs().sum() > 0
+
+
+def test_keypoint_subcell_sets_the_keypoint_heatmap_targets(
+    hand_model: HandModel, exact_scene: SceneBuilder
+) -> None:
+    outputs, batch = exact_scene([[(6, 6)]], [[True]])
+    args = (batch[S.KEYPOINTS_PX], batch[S.KEYPOINTS_VIS], batch[S.VALID], W)
+    losses = {}
+    for subcell in (False, True):
+        target = keypoint_targets(*args, subcell=subcell).heatmap
+        maps = torch.zeros(target.shape[0], KEYPOINT_JOINTS + 2, W, W)
+        maps[:, :KEYPOINT_JOINTS] = torch.logit(target.clamp(1e-4, 1 - 1e-4))
+        for weights_subcell in (False, True):
+            loss_fn = SMHRLoss(LossWeights(keypoint_subcell=weights_subcell), hand_model, R)
+            loss = loss_fn({**outputs, "keypoints": maps}, batch)[0]
+            losses[subcell, weights_subcell] = loss.keypoint_heatmap.item()
+    # Each kind of map scores best against the targets it was made from.
+    assert losses[True, True] < losses[True, False]
+    assert losses[False, False] < losses[False, True]
