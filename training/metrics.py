@@ -21,6 +21,8 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial import cKDTree
 
+from training.confidence import median_interval
+
 PCK_MAX_MM = 50.0
 PCK_STEPS = 100
 PCK_THRESHOLDS_MM = np.linspace(0.0, PCK_MAX_MM, PCK_STEPS)
@@ -199,6 +201,9 @@ class EvaluationMetrics:
     """Same, each hand's error in percent of its box size, averaged over hands."""
     keypoint_error_box_pct_median: float | None
     """The median over hands of each hand's error in percent of its box size."""
+    keypoint_error_box_pct_median_ci95: tuple[float, float] | None
+    """95 % bootstrap interval (low, high) of that median, images resampled
+    (`training.confidence`)."""
     hands_3d: int
     """Matched hands with 3D labels (the FreiHAND metrics are over these)."""
     pa_mpjpe_mm: float | None
@@ -233,6 +238,7 @@ class MetricAccumulator:
         self._side_correct = {True: 0, False: 0}
         self._kp_errors_px: list[np.ndarray] = []
         self._kp_box_pct: list[float] = []
+        self._kp_box_pct_image: list[int] = []
         self._joint_errors: list[np.ndarray] = []
         self._vertex_errors: list[np.ndarray] = []
         self._vertex_errors_all: list[np.ndarray] = []
@@ -254,6 +260,7 @@ class MetricAccumulator:
                 err = np.linalg.norm(pred.keypoints_px[vis] - true.keypoints_px[vis], axis=1)
                 self._kp_errors_px.append(err)
                 self._kp_box_pct.append(100.0 * float(err.mean()) / true.box_size_px())
+                self._kp_box_pct_image.append(self._images)
             if true.joints_m is not None and true.vertices_m is not None:
                 self._joint_errors.append(aligned_errors_mm(pred.joints_m, true.joints_m))
                 self._vertex_errors.append(aligned_errors_mm(pred.vertices_m, true.vertices_m))
@@ -288,6 +295,9 @@ class MetricAccumulator:
             keypoint_error_box_pct_median=(
                 float(np.median(self._kp_box_pct)) if self._kp_box_pct else None
             ),
+            keypoint_error_box_pct_median_ci95=median_interval(
+                self._kp_box_pct, self._kp_box_pct_image
+            ),
             hands_3d=len(self._joint_errors),
             pa_mpjpe_mm=float(joints.mean()) if joints is not None else None,
             pa_mpvpe_mm=float(vertices.mean()) if vertices is not None else None,
@@ -314,6 +324,7 @@ def format_table(metrics: EvaluationMetrics) -> str:
         ("2D keypoint error (px)", metrics.keypoint_error_px),
         ("2D keypoint error (% box)", metrics.keypoint_error_box_pct),
         ("2D keypoint error (% box, median)", metrics.keypoint_error_box_pct_median),
+        ("  95 % interval (images resampled)", metrics.keypoint_error_box_pct_median_ci95),
         ("hands with 3D labels", metrics.hands_3d),
         ("PA-MPJPE (mm)", metrics.pa_mpjpe_mm),
         ("PA-MPVPE (mm)", metrics.pa_mpvpe_mm),
@@ -329,6 +340,8 @@ def format_table(metrics: EvaluationMetrics) -> str:
             text = "-"
         elif isinstance(value, int):
             text = str(value)
+        elif isinstance(value, tuple):
+            text = " - ".join(f"{v:.4f}" for v in value)
         else:
             text = f"{value:.4f}"
         lines.append(f"{name:<{width}}  {text}")

@@ -193,6 +193,27 @@ def test_box_error_median_is_over_hands_and_differs_from_the_mean() -> None:
     assert MetricAccumulator().summary().keypoint_error_box_pct_median is None
 
 
+def test_box_error_median_comes_with_an_interval_over_images() -> None:
+    acc = MetricAccumulator()
+    rng = np.random.default_rng(7)
+    for image in range(30):
+        truth = [_true((100 + 100 * i, 100), 40, True) for i in range(1 + image % 3)]
+        offsets = rng.uniform(0.5, 6.0, size=len(truth))  # px: 1.25-15 % of the 40 px box
+        acc.add_image(
+            [
+                _pred(tuple(t.centre_px()), True, t.keypoints_px + np.array([off, 0.0]))
+                for t, off in zip(truth, offsets, strict=True)
+            ],
+            truth,
+        )
+    m = acc.summary()
+    low, high = m.keypoint_error_box_pct_median_ci95
+    assert 1.25 <= low < m.keypoint_error_box_pct_median < high <= 15.0
+    assert f"{low:.4f} - {high:.4f}" in format_table(m)
+    assert m.to_dict()["keypoint_error_box_pct_median_ci95"] == (low, high)
+    assert MetricAccumulator().summary().keypoint_error_box_pct_median_ci95 is None
+
+
 def test_accumulator_3d_metrics(cloud: np.ndarray) -> None:
     rng = np.random.default_rng(1)
     verts = rng.normal(scale=0.05, size=(778, 3))
