@@ -1,4 +1,4 @@
-"""Command line: `python -m training {train,evaluate,breakdown,synth,average}`.
+"""Command line: `python -m training {train,evaluate,compare,breakdown,synth,average}`.
 
     python -m training train --config config/training_default.yaml --set optim.lr=1e-3
     torchrun --nproc_per_node=2 -m training train --config my.yaml
@@ -9,6 +9,7 @@
         --precision bfloat16
     python -m training evaluate --checkpoint ckpt.pth --data synthetic --count 100 \
         --resolution 384
+    python -m training compare v28.json candidate.json
     python -m training breakdown --checkpoint ckpt.pth --data scenes --root held_out
     python -m training synth --out held_out --count 500 --seed 123
     python -m training average --out soup.pth runs/a/last.pth runs/b/last.pth
@@ -32,6 +33,7 @@ from smhr_core.hand_model import HandModel, HandModelError
 from smhr_core.open_hand import open_hand_directory
 from smhr_core.predictor import PredictorError, resolve_device
 from training.checkpoint_average import average_checkpoints
+from training.compare import ComparisonError, compare_reports, format_comparison, load_report
 from training.config import DATASETS, DataConfig, TrainingConfig, load_training_config
 from training.data_source import DataError, build_dataset, write_synthetic_scenes
 from training.distributed import cleanup
@@ -74,6 +76,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="the network's floating-point type (auto: float16 on CUDA, else float32)",
     )
     ev.add_argument("--json", type=Path, help="also write the metrics to this JSON file")
+
+    compare = sub.add_parser(
+        "compare",
+        help="compare two evaluations of the same scenes hand by hand (the median's change and "
+        "its interval)",
+    )
+    compare.add_argument("before", type=Path, help="report of `evaluate --json`, the baseline")
+    compare.add_argument("after", type=Path, help="report of `evaluate --json`, the candidate")
+    compare.add_argument("--json", type=Path, help="also write the comparison to this JSON file")
 
     breakdown = sub.add_parser(
         "breakdown",
@@ -185,6 +196,16 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare(args: argparse.Namespace) -> int:
+    names = (str(args.before), str(args.after))
+    comparison = compare_reports(load_report(args.before), load_report(args.after), names)
+    print(format_comparison(comparison, names))
+    if args.json:
+        args.json.write_text(json.dumps(comparison.to_dict(), indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
 def _breakdown(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     loaded = load_checkpoint(args.checkpoint, map_location=device)
@@ -245,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     command = {
         "train": _train,
         "evaluate": _evaluate,
+        "compare": _compare,
         "breakdown": _breakdown,
         "synth": _synth,
         "average": _average,
@@ -254,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     except (
         ConfigError,
         CheckpointError,
+        ComparisonError,
         DataError,
         HandModelError,
         PredictorError,

@@ -215,6 +215,10 @@ class EvaluationMetrics:
     f_score_15mm: float | None
     pck_joints: list[float] | None = field(default=None, repr=False)
     """The joints' PCK curve at `PCK_THRESHOLDS_MM`."""
+    hand_keypoint_errors: list[tuple[int, int, float]] | None = field(default=None, repr=False)
+    """(image, true hand, 2D error in % of its box) of every matched hand with labelled
+    keypoints: images numbered from 1 in evaluation order, hands by their index in the image's
+    labels. Two evaluations on the same scenes pair up by the first two (`training.compare`)."""
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -239,6 +243,7 @@ class MetricAccumulator:
         self._kp_errors_px: list[np.ndarray] = []
         self._kp_box_pct: list[float] = []
         self._kp_box_pct_image: list[int] = []
+        self._kp_box_pct_hand: list[int] = []
         self._joint_errors: list[np.ndarray] = []
         self._vertex_errors: list[np.ndarray] = []
         self._vertex_errors_all: list[np.ndarray] = []
@@ -261,6 +266,7 @@ class MetricAccumulator:
                 self._kp_errors_px.append(err)
                 self._kp_box_pct.append(100.0 * float(err.mean()) / true.box_size_px())
                 self._kp_box_pct_image.append(self._images)
+                self._kp_box_pct_hand.append(int(t_idx))
             if true.joints_m is not None and true.vertices_m is not None:
                 self._joint_errors.append(aligned_errors_mm(pred.joints_m, true.joints_m))
                 self._vertex_errors.append(aligned_errors_mm(pred.vertices_m, true.vertices_m))
@@ -306,6 +312,9 @@ class MetricAccumulator:
             f_score_5mm=_mean_or_none(self._f_scores[F_SCORE_THRESHOLDS_MM[0]]),
             f_score_15mm=_mean_or_none(self._f_scores[F_SCORE_THRESHOLDS_MM[1]]),
             pck_joints=pck_j.tolist() if pck_j is not None else None,
+            hand_keypoint_errors=list(
+                zip(self._kp_box_pct_image, self._kp_box_pct_hand, self._kp_box_pct, strict=True)
+            ),
         )
 
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+import pytest
+
 from smhr_core.predictor import DEFAULT_CHECKPOINT
 from training.cli import main
 from training.data_source import write_synthetic_scenes
@@ -34,3 +37,22 @@ def test_bfloat16_scores_as_float32_on_held_out_scenes(tmp_path: Path, capsys) -
     assert abs(full["keypoint_error_box_pct_median"] - reduced["keypoint_error_box_pct_median"]) < 1
     assert abs(full["pa_mpjpe_mm"] - reduced["pa_mpjpe_mm"]) < 1.0
     assert full != reduced  # bfloat16 really ran
+    # Every matched hand's error is in the report, so the two runs compare hand by hand.
+    rows = full["hand_keypoint_errors"]
+    assert len(rows) == full["matched_hands"]
+    assert np.median([error for _, _, error in rows]) == pytest.approx(
+        full["keypoint_error_box_pct_median"]
+    )
+    out = tmp_path / "compare.json"
+    args = ["compare", str(tmp_path / "float32.json"), str(tmp_path / "bfloat16.json")]
+    assert main([*args, f"--json={out}"]) == 0
+    compared = json.loads(out.read_text())
+    assert compared["hands"] == full["matched_hands"]  # the same hands found in both
+    assert compared["median_before"] == pytest.approx(full["keypoint_error_box_pct_median"])
+    assert compared["median_after"] == pytest.approx(reduced["keypoint_error_box_pct_median"])
+    assert compared["better"] + compared["worse"] > 0.0  # bfloat16 moved some hands
+    low, high = compared["difference_ci95"]
+    assert low <= compared["difference"] <= high
+    # Paired, the difference is known better than either median.
+    own_low, own_high = full["keypoint_error_box_pct_median_ci95"]
+    assert high - low < own_high - own_low
