@@ -56,6 +56,11 @@ class ModelConfig:
     """Ours: the `keypoints` head also reads a wide view of the neck's features (three dilated
     3x3 convs at stride 8, about 120 input pixels across, added before that head only): its own
     3x3 window sees 12 pixels, too little to tell an occluded joint or which finger is which."""
+    keypoint_refine: bool = False
+    """Ours: a second stage after the `keypoints` head reads that head's input together with its
+    21 joint heatmaps over 15 cells (60 input pixels) and adds a correction to its output. The
+    head places each joint alone; the second stage sees where the hand's other joints lie, which
+    is what tells one fingertip from the next."""
 
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONES:
@@ -120,6 +125,15 @@ class ModelConfig:
         if self.keypoint_context and "keypoints" not in heads:
             raise ConfigError(
                 "model.keypoint_context: true needs the `keypoints` head in model.heads "
+                f"(heads are {list(heads)})"
+            )
+        if not isinstance(self.keypoint_refine, bool):
+            raise ConfigError(
+                f"model.keypoint_refine: {self.keypoint_refine!r} must be true or false"
+            )
+        if self.keypoint_refine and "keypoints" not in heads:
+            raise ConfigError(
+                "model.keypoint_refine: true needs the `keypoints` head in model.heads "
                 f"(heads are {list(heads)})"
             )
 

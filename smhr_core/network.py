@@ -8,7 +8,9 @@ Two ways to read the heads:
 With `ModelConfig.keypoint_skip` (ours) the `keypoints` head reads the neck's features plus a
 small conv of the backbone's stride-4 features, and with `ModelConfig.keypoint_context` (ours)
 plus a wide, dilated view of the neck's features; the sum of these extras is `detail`, and
-`features_and_detail(x)` gives the features and it.
+`features_and_detail(x)` gives the features and it. With `ModelConfig.keypoint_refine` (ours) a
+second stage reads the `keypoints` head's input and its joint heatmaps and adds a correction to
+that head's output.
 """
 
 from __future__ import annotations
@@ -106,14 +108,30 @@ def _make_keypoint_context(width: int) -> nn.Sequential:
     return context
 
 
+def _make_keypoint_refine(width: int) -> nn.Sequential:
+    refine = nn.Sequential(
+        nn.Conv2d(width + KEYPOINT_JOINTS, width, kernel_size=3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(width, width, kernel_size=3, padding=2, dilation=2),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(width, width, kernel_size=3, padding=4, dilation=4),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(width, HEAD_CHANNELS["keypoints"], kernel_size=1),
+    )
+    # Zero output at first, as the skip: added to a trained model, it starts as that model.
+    nn.init.zeros_(refine[6].weight)
+    nn.init.zeros_(refine[6].bias)
+    return refine
+
+
 class SMHRNet(nn.Module):
     """The SMHR network for one `ModelConfig`.
 
     State-dict keys are those of the released checkpoints: the backbone's layers are registered
     directly on this module (`conv1.*`, `bn1.*`, `layer1.*` ... for ResNets; `stem.*`, `blocks.*`
     for EfficientNet-Lite0), then `p3`, `p4`, `p5`, `p3_l2`..`p5_l2`, `feat`, `feat_bn` and one
-    `Sequential` per head in `config.heads` (and `keypoint_skip`, `keypoint_context`, ours, with
-    those options).
+    `Sequential` per head in `config.heads` (and `keypoint_skip`, `keypoint_context`,
+    `keypoint_refine`, ours, with those options).
     Input: (B, 3, R, R) normalised BGR (see `smhr_core.preprocess.normalise`); maps are
     (R/4, R/4).
     """
@@ -151,6 +169,9 @@ class SMHRNet(nn.Module):
         self.keypoint_context: nn.Sequential | None = None
         if config.keypoint_context:
             self.keypoint_context = _make_keypoint_context(width)
+        self.keypoint_refine: nn.Sequential | None = None
+        if config.keypoint_refine:
+            self.keypoint_refine = _make_keypoint_refine(width)
 
     @property
     def backbone(self) -> nn.Module:
@@ -216,7 +237,15 @@ class SMHRNet(nn.Module):
         of a model with `keypoint_skip` or `keypoint_context`."""
         names = self.head_names if names is None else tuple(names)
         self._check_names(names)
-        return {name: getattr(self, name)(self._head_input(name, feat, detail)) for name in names}
+        return {name: self._head_map(name, feat, detail) for name in names}
+
+    def _head_map(self, name: str, feat: torch.Tensor, detail: torch.Tensor | None) -> torch.Tensor:
+        source = self._head_input(name, feat, detail)
+        out = getattr(self, name)(source)
+        if name == "keypoints" and self.keypoint_refine is not None:
+            heat = torch.sigmoid(out[:, :KEYPOINT_JOINTS])
+            out = out + self.keypoint_refine(torch.cat([source, heat], dim=1))
+        return out
 
     def forward(
         self,
@@ -266,6 +295,11 @@ class SMHRNet(nn.Module):
         """
         names = tuple(names)
         self._check_names(names)
+        if "keypoints" in names and self.keypoint_refine is not None:
+            raise ValueError(
+                "heads_at: the keypoints head of a model with keypoint_refine reads 15 cells "
+                "around each cell; use head_maps"
+            )
         n = int(batch_index.shape[0])
         if n == 0:
             return {name: feat.new_zeros((0, HEAD_CHANNELS[name])) for name in names}

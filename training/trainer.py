@@ -181,7 +181,8 @@ class Trainer:
                     f"init_checkpoint: {config.init_checkpoint} holds {loaded.config.to_dict()}, "
                     f"but model is {config.model.to_dict()} (only a wider "
                     "model.params_head_channels or model.keypoint_head_channels, added "
-                    "model.heads or model.keypoint_skip or model.keypoint_context turned on may "
+                    "model.heads or model.keypoint_skip, model.keypoint_context or "
+                    "model.keypoint_refine turned on may "
                     "differ)"
                 )
             network.load_state_dict(state)

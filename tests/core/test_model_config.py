@@ -23,6 +23,8 @@ from smhr_core.network import SMHRNet
         ({"heads": ("hm", "params"), "keypoint_skip": True}, "model.keypoint_skip"),
         ({"keypoint_context": 1}, "model.keypoint_context"),
         ({"heads": ("hm", "params"), "keypoint_context": True}, "model.keypoint_context"),
+        ({"keypoint_refine": "on"}, "model.keypoint_refine"),
+        ({"heads": ("hm", "params"), "keypoint_refine": True}, "model.keypoint_refine"),
     ],
 )
 def test_model_config_names_the_bad_field(kwargs: dict, message: str) -> None:

@@ -18,7 +18,7 @@ from smhr_core.backbones import (
 )
 from smhr_core.checkpoint import IGNORED_PREFIXES
 from smhr_core.config import RELEASE_MULTI_HAND, ModelConfig
-from smhr_core.network import HEAD_CHANNELS, L2Norm, SMHRNet
+from smhr_core.network import HEAD_CHANNELS, KEYPOINT_JOINTS, L2Norm, SMHRNet
 
 KEYS_FILE = Path(__file__).resolve().parents[1] / "data" / "official_keys_multi.txt"
 
@@ -311,3 +311,51 @@ def test_keypoint_skip_and_context_add_up() -> None:
         far[..., 12:, 12:] += 1.0
         moved = model.keypoint_context(far) - model.keypoint_context(feat)
         assert moved[..., :4, :4].abs().max() > 1e-4
+
+
+def test_keypoint_refine_corrects_the_keypoints_head_from_its_heatmaps() -> None:
+    torch.manual_seed(5)
+    plain_config = dataclasses.replace(KEYPOINT_MODEL, keypoint_context=True)
+    config = dataclasses.replace(plain_config, keypoint_refine=True)
+    plain, model = SMHRNet(plain_config).eval(), SMHRNet(config).eval()
+    added = set(model.state_dict()) - set(plain.state_dict())
+    assert added == {f"keypoint_refine.{i}.{p}" for i in (0, 2, 4, 6) for p in ("weight", "bias")}
+    assert model.keypoint_refine[0].in_channels == 32 + KEYPOINT_JOINTS
+    missing = model.load_state_dict(plain.state_dict(), strict=False).missing_keys
+    assert set(missing) == added
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        plain.keypoint_context[7].weight.normal_(0.0, 0.1)
+        model.keypoint_context[7].weight.copy_(plain.keypoint_context[7].weight)
+        feat, detail = model.features_and_detail(x)
+        # Its output layer starts at zero: the refined model computes what the plain one did.
+        assert torch.equal(
+            model.head_maps(feat, ["keypoints"], detail)["keypoints"],
+            plain.head_maps(feat, ["keypoints"], detail)["keypoints"],
+        )
+        model.keypoint_refine[6].weight.normal_(0.0, 0.1)
+        refined = model.head_maps(feat, ["hm", "keypoints"], detail)
+        first = plain.head_maps(feat, ["hm", "keypoints"], detail)
+        assert torch.equal(refined["hm"], first["hm"])
+        assert refined["keypoints"].shape == first["keypoints"].shape
+        assert (refined["keypoints"] - first["keypoints"]).abs().max() > 1e-3
+        torch.testing.assert_close(model(x)["keypoints"], refined["keypoints"])
+        # It reads the first stage's heatmaps: raising one joint's heat moves the correction.
+        model.keypoints[2].bias[3] += 2.0
+        moved = model.head_maps(feat, ["keypoints"], detail)["keypoints"]
+        correction = moved - refined["keypoints"]
+        correction[:, 3] -= 2.0
+        assert correction.abs().max() > 1e-4
+        # It sees 7 cells to each side: a change of the input 6 cells away moves a cell.
+        far = feat.clone()
+        far[..., 6, 6] += 1.0
+        shifted = model.head_maps(far, ["keypoints"], detail)["keypoints"]
+        stage_one = model.keypoints(far + detail) - model.keypoints(feat + detail)
+        assert torch.equal(stage_one[..., 0, 0], torch.zeros_like(stage_one[..., 0, 0]))
+        assert (shifted - moved)[..., 0, 0].abs().max() > 1e-6
+        b, ys, xs = torch.tensor([0]), torch.tensor([3]), torch.tensor([4])
+        with pytest.raises(ValueError, match="keypoint_refine"):
+            model.heads_at(feat, b, ys, xs, ["keypoints"], detail)
+        torch.testing.assert_close(
+            model.heads_at(feat, b, ys, xs, ["hm"], detail)["hm"], refined["hm"][b, :, ys, xs]
+        )

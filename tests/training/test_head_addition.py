@@ -1,6 +1,6 @@
-"""A trained network continued with an added head (the `keypoints` head), the keypoint skip or the
-keypoint context: the trained parts compute what they did, the new module starts from its
-initialisation and learns."""
+"""A trained network continued with an added head (the `keypoints` head), the keypoint skip, the
+keypoint context or the keypoint refinement: the trained parts compute what they did, the new
+module starts from its initialisation and learns."""
 
 from __future__ import annotations
 
@@ -43,6 +43,9 @@ def test_only_added_heads_count() -> None:
     assert added_modules(with_skip, with_both) == ("keypoint_context",)
     assert added_modules(BASE, with_both) == ("keypoints", "keypoint_skip", "keypoint_context")
     assert added_modules(with_both, with_skip) == ()
+    with_refine = dataclasses.replace(with_both, keypoint_refine=True)
+    assert added_modules(with_both, with_refine) == ("keypoint_refine",)
+    assert added_modules(with_refine, with_both) == ()
     state = SMHRNet(WITH_KEYPOINTS).state_dict()
     with pytest.raises(ValueError, match="already holds"):
         with_added_modules(state, SMHRNet(WITH_KEYPOINTS), ("keypoints",))
@@ -103,7 +106,9 @@ def test_training_adds_the_head_to_a_checkpoint_without_it(
     assert not torch.equal(network.keypoints[2].weight, start)
 
 
-@pytest.mark.parametrize(("module", "last"), [("keypoint_skip", 2), ("keypoint_context", 7)])
+@pytest.mark.parametrize(
+    ("module", "last"), [("keypoint_skip", 2), ("keypoint_context", 7), ("keypoint_refine", 6)]
+)
 def test_training_adds_a_keypoint_module_to_a_checkpoint_without_it(
     tmp_path, tiny_run_settings: list[str], module: str, last: int
 ) -> None:
