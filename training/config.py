@@ -271,9 +271,23 @@ class OptimConfig:
     updated after every step with this decay (it averages over about 1 / (1 - decay) steps).
     Checkpoints then hold the average, which is what inference and evaluation load; the live
     weights travel with the optimizer state for resuming. 0 = off (the reference's training)."""
+    scaled_modules: tuple[str, ...] = ()
+    """Top-level modules of the network (e.g. `keypoint_refine`) that learn at `module_lr_scale`
+    times the learning rate: a module added to a trained network (`training/head_addition.py`)
+    starts with a zero output layer, and at the trained network's rate it would hardly move."""
+    module_lr_scale: float = 1.0
+    """Learning-rate multiplier of `scaled_modules`."""
 
     def __post_init__(self) -> None:
         _require(self.lr > 0, "optim.lr", self.lr, "must be > 0")
+        _require(
+            all(isinstance(m, str) and m for m in self.scaled_modules)
+            and len(set(self.scaled_modules)) == len(self.scaled_modules),
+            "optim.scaled_modules",
+            list(self.scaled_modules),
+            "distinct module names (e.g. [keypoint_refine])",
+        )
+        _require(self.module_lr_scale > 0, "optim.module_lr_scale", self.module_lr_scale, "> 0")
         _require(0 < self.lr_gamma <= 1, "optim.lr_gamma", self.lr_gamma, "in (0, 1]")
         _require(
             list(self.lr_milestones) == sorted(set(self.lr_milestones))

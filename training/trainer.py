@@ -37,7 +37,7 @@ from smhr_core.hand_model import HandModel
 from smhr_core.network import SMHRNet
 from smhr_core.open_hand import open_hand_directory
 from training import sample as S
-from training.config import TrainingConfig, write_training_config
+from training.config import OptimConfig, TrainingConfig, write_training_config
 from training.distributed import (
     DistributedContext,
     all_reduce_mean,
@@ -116,6 +116,33 @@ def split_training_state(
     if state is not None and LIVE_WEIGHTS in state:
         return state["optimizer"], state[LIVE_WEIGHTS]
     return state, None
+
+
+def parameter_groups(network: nn.Module, optim: OptimConfig) -> list[dict[str, Any]]:
+    """The optimizer's parameter groups: the trainable parameters of `optim.scaled_modules` with
+    `lr_scale` `optim.module_lr_scale`, all others with 1.
+
+    Raises:
+        ConfigError: a name of `optim.scaled_modules` is not a top-level module of `network`.
+    """
+    children = dict(network.named_children())
+    unknown = [name for name in optim.scaled_modules if name not in children]
+    if unknown:
+        raise ConfigError(
+            f"optim.scaled_modules: {unknown} are not modules of this network (it has "
+            f"{sorted(children)})"
+        )
+    scaled = {id(p) for name in optim.scaled_modules for p in children[name].parameters()}
+    trainable = [p for p in network.parameters() if p.requires_grad]
+    groups = [
+        ([p for p in trainable if id(p) not in scaled], 1.0),
+        ([p for p in trainable if id(p) in scaled], float(optim.module_lr_scale)),
+    ]
+    return [
+        {"params": params, "lr": optim.lr * scale, "lr_scale": scale}
+        for params, scale in groups
+        if params
+    ]
 
 
 def _seed_worker(worker_id: int) -> None:
@@ -215,7 +242,7 @@ class Trainer:
                 block.requires_grad_(True)
         self.model = wrap_model(network, self.ctx, config.distributed.sync_bn)
         self.optimizer = torch.optim.Adam(
-            (p for p in self.model.parameters() if p.requires_grad),
+            parameter_groups(network, config.optim),
             lr=config.optim.lr,
             weight_decay=config.optim.weight_decay,
         )
@@ -329,7 +356,7 @@ class Trainer:
     def _set_lr(self, epoch: int) -> float:
         lr = self.config.optim.lr_at(epoch)
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group["lr_scale"]
         return lr
 
     def train_epoch(self, epoch: int) -> EpochSummary:

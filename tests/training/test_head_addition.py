@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import default_collate
 
 from smhr_core.checkpoint import load_checkpoint, save_checkpoint
-from smhr_core.config import ModelConfig
+from smhr_core.config import ConfigError, ModelConfig
 from smhr_core.network import HEATMAP_BIAS, KEYPOINT_JOINTS, SMHRNet
 from training.config import load_training_config
 from training.data_source import build_dataset
@@ -130,3 +130,42 @@ def test_training_adds_a_keypoint_module_to_a_checkpoint_without_it(
     torch.save({"epoch": 1, "state_dict": saved.model.state_dict()}, bare)
     # A bare state dict does not record the input side; everything else is read from its keys.
     assert getattr(load_checkpoint(bare).config, module)
+
+
+def test_an_added_module_can_learn_at_a_scaled_rate(tmp_path, tiny_run_settings: list[str]) -> None:
+    trainer = continue_and_check_unchanged(
+        tmp_path,
+        tiny_run_settings,
+        WITH_KEYPOINTS,
+        [
+            "model.heads=[hm,params,handmap,keypoints]",
+            "model.keypoint_refine=true",
+            "optim.lr=1e-3",
+            "optim.scaled_modules=[keypoint_refine]",
+            "optim.module_lr_scale=10",
+        ],
+    )
+    groups = trainer.optimizer.param_groups
+    assert [(g["lr"], g["lr_scale"]) for g in groups] == [(1e-3, 1.0), (1e-2, 10.0)]
+    refine = {id(p) for p in trainer.model.keypoint_refine.parameters()}
+    assert {id(p) for p in groups[1]["params"]} == refine
+    before = {
+        "head": trainer.model.keypoints[2].weight.detach().clone(),
+        "refine": trainer.model.keypoint_refine[6].weight.detach().clone(),
+    }
+    trainer.train_step(default_collate(trainer.dataset), photometric=False)
+    # Adam's first step moves each weight with a gradient by its group's rate.
+    moved_head = (trainer.model.keypoints[2].weight.detach() - before["head"]).abs().max()
+    moved_refine = (trainer.model.keypoint_refine[6].weight.detach() - before["refine"]).abs().max()
+    assert float(moved_head) == pytest.approx(1e-3, rel=0.01)
+    assert float(moved_refine) == pytest.approx(1e-2, rel=0.01)
+
+
+def test_scaled_modules_must_be_modules_of_the_network(
+    tmp_path, tiny_run_settings: list[str]
+) -> None:
+    settings = [*tiny_run_settings, "optim.scaled_modules=[keypoint_refine]"]
+    config = load_training_config(None, [*settings, f"output_dir={tmp_path}"])
+    samples = list(build_dataset(config.data, config.model.input_resolution))
+    with pytest.raises(ConfigError, match=r"optim\.scaled_modules: \['keypoint_refine'\]"):
+        Trainer(config, dataset=samples)
