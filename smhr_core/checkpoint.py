@@ -142,6 +142,7 @@ def _infer_config(state: Mapping[str, Any], path: Path) -> ModelConfig:
             keypoint_skip="keypoint_skip.2.weight" in state,
             keypoint_context="keypoint_context.7.weight" in state,
             keypoint_refine="keypoint_refine.6.weight" in state,
+            keypoint_refine_wide="keypoint_refine_wide.8.weight" in state,
         )
     except ConfigError as exc:
         raise CheckpointError(

@@ -61,6 +61,11 @@ class ModelConfig:
     21 joint heatmaps over 15 cells (60 input pixels) and adds a correction to its output. The
     head places each joint alone; the second stage sees where the hand's other joints lie, which
     is what tells one fingertip from the next."""
+    keypoint_refine_wide: bool = False
+    """Ours: a third stage, after `keypoint_refine`, that reads the same input with the refined
+    21 joint heatmaps over 31 cells (124 input pixels, a whole hand at the second look's size:
+    dilations 1, 2, 4 and 8) and adds a further correction. The first refinement sees 15 cells,
+    less than a hand, so a fingertip's channel cannot see the wrist's."""
 
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONES:
@@ -135,6 +140,15 @@ class ModelConfig:
             raise ConfigError(
                 "model.keypoint_refine: true needs the `keypoints` head in model.heads "
                 f"(heads are {list(heads)})"
+            )
+        if not isinstance(self.keypoint_refine_wide, bool):
+            raise ConfigError(
+                f"model.keypoint_refine_wide: {self.keypoint_refine_wide!r} must be true or false"
+            )
+        if self.keypoint_refine_wide and not self.keypoint_refine:
+            raise ConfigError(
+                "model.keypoint_refine_wide: true needs model.keypoint_refine: true "
+                "(it refines that stage's output)"
             )
 
     def head_hidden_channels(self, name: str) -> int:

@@ -10,7 +10,7 @@ small conv of the backbone's stride-4 features, and with `ModelConfig.keypoint_c
 plus a wide, dilated view of the neck's features; the sum of these extras is `detail`, and
 `features_and_detail(x)` gives the features and it. With `ModelConfig.keypoint_refine` (ours) a
 second stage reads the `keypoints` head's input and its joint heatmaps and adds a correction to
-that head's output.
+that head's output; `ModelConfig.keypoint_refine_wide` (ours) adds a third, wider one after it.
 """
 
 from __future__ import annotations
@@ -108,19 +108,20 @@ def _make_keypoint_context(width: int) -> nn.Sequential:
     return context
 
 
-def _make_keypoint_refine(width: int) -> nn.Sequential:
-    refine = nn.Sequential(
-        nn.Conv2d(width + KEYPOINT_JOINTS, width, kernel_size=3, padding=1),
-        nn.ReLU(inplace=True),
-        nn.Conv2d(width, width, kernel_size=3, padding=2, dilation=2),
-        nn.ReLU(inplace=True),
-        nn.Conv2d(width, width, kernel_size=3, padding=4, dilation=4),
-        nn.ReLU(inplace=True),
-        nn.Conv2d(width, HEAD_CHANNELS["keypoints"], kernel_size=1),
-    )
+def _make_keypoint_refine(width: int, dilations: tuple[int, ...]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    channels = width + KEYPOINT_JOINTS
+    for dilation in dilations:
+        layers += [
+            nn.Conv2d(channels, width, kernel_size=3, padding=dilation, dilation=dilation),
+            nn.ReLU(inplace=True),
+        ]
+        channels = width
+    layers.append(nn.Conv2d(width, HEAD_CHANNELS["keypoints"], kernel_size=1))
+    refine = nn.Sequential(*layers)
     # Zero output at first, as the skip: added to a trained model, it starts as that model.
-    nn.init.zeros_(refine[6].weight)
-    nn.init.zeros_(refine[6].bias)
+    nn.init.zeros_(refine[-1].weight)
+    nn.init.zeros_(refine[-1].bias)
     return refine
 
 
@@ -131,7 +132,7 @@ class SMHRNet(nn.Module):
     directly on this module (`conv1.*`, `bn1.*`, `layer1.*` ... for ResNets; `stem.*`, `blocks.*`
     for EfficientNet-Lite0), then `p3`, `p4`, `p5`, `p3_l2`..`p5_l2`, `feat`, `feat_bn` and one
     `Sequential` per head in `config.heads` (and `keypoint_skip`, `keypoint_context`,
-    `keypoint_refine`, ours, with those options).
+    `keypoint_refine`, `keypoint_refine_wide`, ours, with those options).
     Input: (B, 3, R, R) normalised BGR (see `smhr_core.preprocess.normalise`); maps are
     (R/4, R/4).
     """
@@ -171,7 +172,10 @@ class SMHRNet(nn.Module):
             self.keypoint_context = _make_keypoint_context(width)
         self.keypoint_refine: nn.Sequential | None = None
         if config.keypoint_refine:
-            self.keypoint_refine = _make_keypoint_refine(width)
+            self.keypoint_refine = _make_keypoint_refine(width, (1, 2, 4))
+        self.keypoint_refine_wide: nn.Sequential | None = None
+        if config.keypoint_refine_wide:
+            self.keypoint_refine_wide = _make_keypoint_refine(width, (1, 2, 4, 8))
 
     @property
     def backbone(self) -> nn.Module:
@@ -243,8 +247,10 @@ class SMHRNet(nn.Module):
         source = self._head_input(name, feat, detail)
         out = getattr(self, name)(source)
         if name == "keypoints" and self.keypoint_refine is not None:
-            heat = torch.sigmoid(out[:, :KEYPOINT_JOINTS])
-            out = out + self.keypoint_refine(torch.cat([source, heat], dim=1))
+            for stage in (self.keypoint_refine, self.keypoint_refine_wide):
+                if stage is not None:
+                    heat = torch.sigmoid(out[:, :KEYPOINT_JOINTS])
+                    out = out + stage(torch.cat([source, heat], dim=1))
         return out
 
     def forward(

@@ -1,6 +1,7 @@
 """Continue a trained network with added modules: the trained weights stay, the new modules start
 from their initialisation (e.g. the `keypoints` head added to a model trained without it, or the
-`keypoint_skip`, `keypoint_context` or `keypoint_refine` added to one with that head; all start
+`keypoint_skip`, `keypoint_context`, `keypoint_refine` or `keypoint_refine_wide` added to one with
+that head; all start
 at zero output, so the continued model first computes exactly what the trained one did)."""
 
 from __future__ import annotations
@@ -12,7 +13,12 @@ from torch import nn
 
 from smhr_core.config import HEAD_WIDTH_FIELDS, ModelConfig
 
-OPTIONAL_MODULES = ("keypoint_skip", "keypoint_context", "keypoint_refine")
+OPTIONAL_MODULES = (
+    "keypoint_skip",
+    "keypoint_context",
+    "keypoint_refine",
+    "keypoint_refine_wide",
+)
 """`ModelConfig` flags that each add a module of that name (and state-dict prefix), in order."""
 
 

@@ -209,7 +209,7 @@ class Trainer:
                     f"but model is {config.model.to_dict()} (only a wider "
                     "model.params_head_channels or model.keypoint_head_channels, added "
                     "model.heads or model.keypoint_skip, model.keypoint_context or "
-                    "model.keypoint_refine turned on may "
+                    "model.keypoint_refine or model.keypoint_refine_wide turned on may "
                     "differ)"
                 )
             network.load_state_dict(state)

@@ -25,6 +25,8 @@ from smhr_core.network import SMHRNet
         ({"heads": ("hm", "params"), "keypoint_context": True}, "model.keypoint_context"),
         ({"keypoint_refine": "on"}, "model.keypoint_refine"),
         ({"heads": ("hm", "params"), "keypoint_refine": True}, "model.keypoint_refine"),
+        ({"keypoint_refine_wide": 1}, "model.keypoint_refine_wide"),
+        ({"keypoint_refine_wide": True}, "model.keypoint_refine_wide"),
     ],
 )
 def test_model_config_names_the_bad_field(kwargs: dict, message: str) -> None:

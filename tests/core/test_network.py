@@ -359,3 +359,43 @@ def test_keypoint_refine_corrects_the_keypoints_head_from_its_heatmaps() -> None
         torch.testing.assert_close(
             model.heads_at(feat, b, ys, xs, ["hm"], detail)["hm"], refined["hm"][b, :, ys, xs]
         )
+
+
+def test_keypoint_refine_wide_adds_a_third_stage_that_sees_a_whole_hand() -> None:
+    torch.manual_seed(6)
+    refine_config = dataclasses.replace(KEYPOINT_MODEL, keypoint_refine=True)
+    config = dataclasses.replace(refine_config, keypoint_refine_wide=True)
+    refine, model = SMHRNet(refine_config).eval(), SMHRNet(config).eval()
+    added = set(model.state_dict()) - set(refine.state_dict())
+    layers = (0, 2, 4, 6, 8)
+    assert added == {f"keypoint_refine_wide.{i}.{p}" for i in layers for p in ("weight", "bias")}
+    assert model.keypoint_refine_wide[0].in_channels == 32 + KEYPOINT_JOINTS
+    assert [model.keypoint_refine_wide[i].dilation for i in (0, 2, 4, 6)] == [
+        (1, 1),
+        (2, 2),
+        (4, 4),
+        (8, 8),
+    ]
+    model.load_state_dict(refine.state_dict(), strict=False)
+    x = torch.randn(1, 3, 128, 128)
+    with torch.no_grad():
+        refine.keypoint_refine[6].weight.normal_(0.0, 0.1)
+        model.keypoint_refine[6].weight.copy_(refine.keypoint_refine[6].weight)
+        feat, detail = model.features_and_detail(x)
+        # Its output layer starts at zero: the model computes what the two-stage one did.
+        two_stage = refine.head_maps(feat, ["keypoints"], detail)["keypoints"]
+        assert torch.equal(model.head_maps(feat, ["keypoints"], detail)["keypoints"], two_stage)
+        model.keypoint_refine_wide[8].weight.normal_(0.0, 0.1)
+        three_stage = model.head_maps(feat, ["keypoints"], detail)["keypoints"]
+        # It reads the second stage's heatmaps, not the first's.
+        heat = torch.sigmoid(two_stage[:, :KEYPOINT_JOINTS])
+        wide = model.keypoint_refine_wide(torch.cat([feat, heat], dim=1))
+        torch.testing.assert_close(three_stage, two_stage + wide)
+        # It sees 15 cells to each side, the first refinement 7: a change 12 cells away moves
+        # a cell through this stage alone.
+        far = feat.clone()
+        far[..., 12, 12] += 1.0
+        moved = model.head_maps(far, ["keypoints"], detail)["keypoints"] - three_stage
+        moved_two = refine.head_maps(far, ["keypoints"], detail)["keypoints"] - two_stage
+        assert torch.equal(moved_two[..., 0, 0], torch.zeros_like(moved_two[..., 0, 0]))
+        assert moved[..., 0, 0].abs().max() > 1e-6

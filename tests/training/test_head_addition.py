@@ -1,5 +1,5 @@
 """A trained network continued with an added head (the `keypoints` head), the keypoint skip, the
-keypoint context or the keypoint refinement: the trained parts compute what they did, the new
+keypoint context or the keypoint refinements: the trained parts compute what they did, the new
 module starts from its initialisation and learns."""
 
 from __future__ import annotations
@@ -46,6 +46,10 @@ def test_only_added_heads_count() -> None:
     with_refine = dataclasses.replace(with_both, keypoint_refine=True)
     assert added_modules(with_both, with_refine) == ("keypoint_refine",)
     assert added_modules(with_refine, with_both) == ()
+    with_wide = dataclasses.replace(with_refine, keypoint_refine_wide=True)
+    assert added_modules(with_refine, with_wide) == ("keypoint_refine_wide",)
+    assert added_modules(with_both, with_wide) == ("keypoint_refine", "keypoint_refine_wide")
+    assert added_modules(with_wide, with_refine) == ()
     state = SMHRNet(WITH_KEYPOINTS).state_dict()
     with pytest.raises(ValueError, match="already holds"):
         with_added_modules(state, SMHRNet(WITH_KEYPOINTS), ("keypoints",))
@@ -106,17 +110,27 @@ def test_training_adds_the_head_to_a_checkpoint_without_it(
     assert not torch.equal(network.keypoints[2].weight, start)
 
 
+WITH_REFINE = dataclasses.replace(WITH_KEYPOINTS, keypoint_refine=True)
+
+
 @pytest.mark.parametrize(
-    ("module", "last"), [("keypoint_skip", 2), ("keypoint_context", 7), ("keypoint_refine", 6)]
+    ("trained_config", "module", "last"),
+    [
+        (WITH_KEYPOINTS, "keypoint_skip", 2),
+        (WITH_KEYPOINTS, "keypoint_context", 7),
+        (WITH_KEYPOINTS, "keypoint_refine", 6),
+        (WITH_REFINE, "keypoint_refine_wide", 8),
+    ],
 )
 def test_training_adds_a_keypoint_module_to_a_checkpoint_without_it(
-    tmp_path, tiny_run_settings: list[str], module: str, last: int
+    tmp_path, tiny_run_settings: list[str], trained_config: ModelConfig, module: str, last: int
 ) -> None:
+    kept = ["model.keypoint_refine=true"] if trained_config.keypoint_refine else []
     trainer = continue_and_check_unchanged(
         tmp_path,
         tiny_run_settings,
-        WITH_KEYPOINTS,
-        ["model.heads=[hm,params,handmap,keypoints]", f"model.{module}=true"],
+        trained_config,
+        ["model.heads=[hm,params,handmap,keypoints]", *kept, f"model.{module}=true"],
     )
     # The module's output layer starts at zero; its first step moves it (the layers before it
     # get a gradient only from then on).
