@@ -128,15 +128,22 @@ def read_keypoints(
     choice = _separate_fingertips(unary, places, guess_px.float())
     confidence = scores.gather(2, choice[..., None])[..., 0]
     chosen = cells.gather(2, choice[..., None])[..., 0]  # (N, 21) flat cell index
-    keypoints = _centroid(heat, offsets, chosen, width)
+    keypoints = centroid_px(heat, offsets, chosen)
     return HeatmapKeypoints(keypoints_px=keypoints, confidence=confidence.clamp(min=0.0))
 
 
-def _centroid(
-    heat: torch.Tensor, offsets: torch.Tensor, chosen: torch.Tensor, width: int
-) -> torch.Tensor:
-    """(N, 21, 2) input pixels: the mean of the joint places (cell plus offset) of the window
-    around each chosen cell, weighted by heat to CENTROID_POWER."""
+def centroid_px(heat: torch.Tensor, offsets: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
+    """(N, 21, 2) input pixels: for each joint, the mean of the joint places (cell plus offset)
+    of the cells within CENTROID_RADIUS_CELLS of its `chosen` cell, weighted by heat to
+    CENTROID_POWER. Differentiable in `heat` and `offsets` (training's centroid loss reads the
+    heat through it, `training.keypoint_targets`).
+
+    Args:
+        heat: (N, 21, W, W) heatmap scores in [0, 1].
+        offsets: (N, 2, W*W) x and y offsets of a joint within each cell, cells.
+        chosen: (N, 21) flat cell index (row * W + column) around which each joint is read.
+    """
+    width = int(heat.shape[-1])
     n = int(chosen.shape[0])
     r = CENTROID_RADIUS_CELLS
     step = torch.arange(-r, r + 1, device=heat.device)

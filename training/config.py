@@ -223,6 +223,10 @@ class LossWeights:
     for models without that head). 100, like the centre heatmap's."""
     keypoint_offset: float = 100.0
     """L1 (cells) of the joints' sub-cell offsets read from the `keypoints` head."""
+    keypoint_centroid: float = 0.0
+    """L1 (cells) between each labelled joint and the heat-weighted mean of the places around
+    its cell, read as inference reads a joint (`training.keypoint_targets.centroid_loss`; ours,
+    0: off). It pulls a peak shifted by less than a cell, which the focal loss hardly does."""
     keypoint_subcell: bool = False
     """Centre each joint's Gaussian target on the joint's exact place rather than on its cell's
     centre (its cell stays the peak, exactly 1), so that the heat around a peak says where in

@@ -11,6 +11,11 @@ nothing about where in its cell the joint lies. With `subcell` it is centred on 
 place and scaled so that the peak cell is still exactly 1 (the focal loss's positive): a joint
 near a cell's edge makes the neighbour across that edge nearly as hot, which the reading's
 heat-weighted mean (`smhr_core.keypoint_heatmap`) turns into a place within the cell.
+
+The centroid loss reads each labelled joint as inference does (the heat-weighted mean of the
+places around a cell), around the joint's own cell, and measures how far that lands from the
+joint: the focal loss pulls the heat towards the Gaussian everywhere, with little pull from a
+peak shifted by under a cell, which is where most of the reading's error lies.
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ from dataclasses import dataclass
 
 import torch
 
-from smhr_core.decode import OUTPUT_STRIDE
+from smhr_core.decode import OUTPUT_STRIDE, heatmap_scores
+from smhr_core.keypoint_heatmap import centroid_px
 from smhr_core.network import KEYPOINT_JOINTS
 
 GAUSSIAN_RADIUS_CELLS = 2
@@ -101,5 +107,32 @@ def offset_loss(maps: torch.Tensor, targets: KeypointTargets) -> torch.Tensor:
     index = targets.cell.reshape(batch, 1, -1).expand(-1, 2, -1)
     predicted = offsets.gather(2, index).permute(0, 2, 1)  # (B, M*21, 2)
     error = (predicted - targets.offset.reshape(batch, -1, 2)).abs().sum(-1)
+    on = targets.on.reshape(batch, -1)
+    return (error * on).sum(-1) / on.sum(-1).clamp(min=1.0)
+
+
+def centroid_loss(maps: torch.Tensor, targets: KeypointTargets) -> torch.Tensor:
+    """Per-sample (B,) L1 (cells) between each labelled joint and the inference reading's
+    heat-weighted mean around the joint's cell (`smhr_core.keypoint_heatmap.centroid_px`),
+    averaged over the sample's labelled joints (0 when it has none). Only the heat learns from
+    it: the offsets enter detached, as `offset_loss` trains them at the joints' own cells.
+
+    Args:
+        maps: (B, 23, W, W) `keypoints` head output (21 heatmap logits, x and y offsets).
+    """
+    batch, _, width, _ = maps.shape
+    hands = targets.cell.shape[1]
+    heat = heatmap_scores(maps[:, :KEYPOINT_JOINTS].float()).repeat_interleave(hands, dim=0)
+    offsets = maps[:, KEYPOINT_JOINTS:].detach().float().reshape(batch, 2, -1)
+    read = centroid_px(
+        heat,
+        offsets.repeat_interleave(hands, dim=0),
+        targets.cell.reshape(batch * hands, KEYPOINT_JOINTS),
+    ).reshape(batch, hands, KEYPOINT_JOINTS, 2)
+    cell = torch.stack(
+        [targets.cell % width, torch.div(targets.cell, width, rounding_mode="floor")], -1
+    )
+    true = cell.float() + targets.offset
+    error = (read / OUTPUT_STRIDE - true).abs().sum(-1).reshape(batch, -1)
     on = targets.on.reshape(batch, -1)
     return (error * on).sum(-1) / on.sum(-1).clamp(min=1.0)

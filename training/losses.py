@@ -21,8 +21,9 @@ Terms (weights from `training.config.LossWeights`):
 - `side` (ours, weight 0 by default): binary cross-entropy of the handedness read where the
   decoder reads it, the `handmap` logits at each labelled centre (right minus left);
 - `keypoint_heatmap` / `keypoint_offset` (ours, models with the `keypoints` head): the focal
-  loss of the per-joint heatmaps and the L1 of the joints' sub-cell offsets
-  (`training.keypoint_targets`).
+  loss of the per-joint heatmaps and the L1 of the joints' sub-cell offsets;
+  `keypoint_centroid` (ours, weight 0 by default): the L1 between each joint and the inference
+  reading's heat-weighted mean around its cell (`training.keypoint_targets`).
 
 The network's parameters are read at each labelled hand's centre cell `ind` (the ground-truth
 centre, as in training), from the left or the right set by the labelled handedness, and decoded
@@ -55,7 +56,7 @@ from smhr_core.rotations import axis_angle_to_matrix
 from training import sample as S
 from training.config import LossWeights
 from training.joint_limits import left_limits, right_limits
-from training.keypoint_targets import keypoint_targets, offset_loss
+from training.keypoint_targets import centroid_loss, keypoint_targets, offset_loss
 from training.render import HandRenderer, albedo_from_texture
 
 FOCAL_ALPHA = 2.0
@@ -95,6 +96,7 @@ TERMS = (
     "finger_rotation",
     "keypoint_heatmap",
     "keypoint_offset",
+    "keypoint_centroid",
 )
 
 
@@ -120,6 +122,7 @@ class LossBreakdown:
     finger_rotation: torch.Tensor
     keypoint_heatmap: torch.Tensor
     keypoint_offset: torch.Tensor
+    keypoint_centroid: torch.Tensor
 
     def scalars(self) -> dict[str, float]:
         """Every field as a Python float (for logs)."""
@@ -362,9 +365,13 @@ class SMHRLoss(nn.Module):
                 maps[:, : targets.heatmap.shape[1]], targets.heatmap
             )
             per_sample["keypoint_offset"] = offset_loss(maps, targets)
+            per_sample["keypoint_centroid"] = (
+                centroid_loss(maps, targets) if w.keypoint_centroid > 0 else zeros
+            )
         else:
             per_sample["keypoint_heatmap"] = zeros
             per_sample["keypoint_offset"] = zeros
+            per_sample["keypoint_centroid"] = zeros
 
         if photometric:
             per_sample["photometric"], per_sample["mask"] = self._photometric(outputs, batch, pred)

@@ -1,11 +1,13 @@
-"""Targets and offset loss of the `keypoints` head, and their place in the training loss."""
+"""Targets, offset loss and centroid loss of the `keypoints` head, and their place in the
+training loss."""
 
 from __future__ import annotations
 
 import torch
 
+from smhr_core.keypoint_heatmap import read_keypoints
 from smhr_core.network import KEYPOINT_JOINTS
-from training.keypoint_targets import keypoint_targets, offset_loss
+from training.keypoint_targets import centroid_loss, keypoint_targets, offset_loss
 from training.losses import focal_loss
 
 WIDTH = 16
@@ -102,3 +104,59 @@ def test_heatmap_focal_loss_rewards_the_targets() -> None:
     good = torch.logit(t.heatmap.clamp(1e-4, 1 - 1e-4))
     flat = torch.full_like(good, -4.59)
     assert bool((focal_loss(good, t.heatmap) < focal_loss(flat, t.heatmap) / 10).all())
+
+
+def _one_hand(seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One image of one hand on a 32-cell map, its joints in 21 different cells."""
+    g = torch.Generator().manual_seed(seed)
+    cells = torch.randperm(24 * 24, generator=g)[:KEYPOINT_JOINTS]
+    whole = torch.stack([cells % 24 + 4, cells // 24 + 4], dim=-1).float()
+    keypoints = ((whole + torch.rand(KEYPOINT_JOINTS, 2, generator=g) * 0.99) * 4)[None, None]
+    return keypoints, torch.ones(1, 1, KEYPOINT_JOINTS), torch.ones(1, 1)
+
+
+def _maps_around(centres: torch.Tensor, width: int) -> torch.Tensor:
+    """(1, 23, W, W) maps whose channel j is a smooth bump of logits centred on `centres[j]`
+    (cells, (x, y) of the cell grid), offsets zero."""
+    grid = torch.arange(width, dtype=torch.float32)
+    dx = grid.view(1, 1, -1) - centres[:, 0, None, None]
+    dy = grid.view(1, -1, 1) - centres[:, 1, None, None]
+    maps = torch.zeros(1, KEYPOINT_JOINTS + 2, width, width)
+    maps[0, :KEYPOINT_JOINTS] = 3.0 - 1.5 * (dx**2 + dy**2)
+    return maps
+
+
+def test_centroid_loss_measures_the_reading_around_each_joint() -> None:
+    width = 32
+    keypoints, visible, valid = _one_hand(1)
+    t = keypoint_targets(keypoints, visible, valid, width)
+    true = keypoints[0, 0] / 4  # cells
+    # Bumps a third of a cell off each joint's cell centre: the peak stays the joint's cell,
+    # the reading leans a little towards the bump's centre, and the loss is exactly how far
+    # inference reads each joint from where it is.
+    cell_centres = (keypoints[0, 0] / 4).floor()
+    maps = _maps_around(cell_centres + torch.tensor([0.33, -0.2]), width)
+    reading = read_keypoints(maps, torch.zeros(1, dtype=torch.long), keypoints[0])
+    expected = (reading.keypoints_px[0] / 4 - true).abs().sum(-1).mean()
+    torch.testing.assert_close(centroid_loss(maps, t), expected[None])
+    assert float(expected) > 0.2
+
+
+def test_centroid_loss_pulls_a_shifted_peak_back_through_the_heat_only() -> None:
+    width = 32
+    keypoints, visible, valid = _one_hand(2)
+    t = keypoint_targets(keypoints, visible, valid, width)
+    true = keypoints[0, 0] / 4
+    centred = _maps_around(true, width)
+    shifted = _maps_around(true + torch.tensor([1.0, 0.0]), width).requires_grad_()
+    near, far = centroid_loss(centred, t), centroid_loss(shifted, t)
+    # The bump on the joint reads it to within the cell grid's own bias; one cell off, about 1.
+    assert float(near) < 0.35 and float(far.detach()) > 0.7
+    far.sum().backward()
+    grad = shifted.grad
+    assert float(grad[:, KEYPOINT_JOINTS:].abs().sum()) == 0.0  # offsets are offset_loss's
+    lowered = shifted.detach() - 0.5 * grad / grad.abs().max()
+    assert float(centroid_loss(lowered, t)) < float(far.detach())
+    # Nothing to read: a sample without labelled joints scores 0.
+    t_off = keypoint_targets(keypoints, torch.zeros_like(visible), valid, width)
+    assert float(centroid_loss(shifted.detach(), t_off)) == 0.0

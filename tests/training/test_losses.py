@@ -401,3 +401,21 @@ def test_keypoint_subcell_sets_the_keypoint_heatmap_targets(
     # Each kind of map scores best against the targets it was made from.
     assert losses[True, True] < losses[True, False]
     assert losses[False, False] < losses[False, True]
+
+
+def test_keypoint_centroid_counts_only_with_a_weight(
+    hand_model: HandModel, exact_scene: SceneBuilder
+) -> None:
+    outputs, batch = exact_scene([[(6, 6)]], [[True]])
+    target = keypoint_targets(batch[S.KEYPOINTS_PX], batch[S.KEYPOINTS_VIS], batch[S.VALID], W)
+    maps = torch.zeros(target.heatmap.shape[0], KEYPOINT_JOINTS + 2, W, W)
+    # Heat one cell right of every joint: the reading misses each by about a cell.
+    maps[:, :KEYPOINT_JOINTS] = torch.logit(target.heatmap.roll(1, dims=-1).clamp(1e-4, 1 - 1e-4))
+    scene = {**outputs, "keypoints": maps}
+    off = SMHRLoss(LossWeights(), hand_model, R)(scene, batch)[0]
+    on = SMHRLoss(LossWeights(keypoint_centroid=20.0), hand_model, R)(scene, batch)[0]
+    assert off.keypoint_centroid.item() == 0.0
+    assert on.keypoint_centroid.item() > 0.5
+    assert on.total.item() == pytest.approx(
+        off.total.item() + 20.0 * on.keypoint_centroid.item(), rel=1e-5
+    )
