@@ -227,6 +227,11 @@ class LossWeights:
     """L1 (cells) between each labelled joint and the heat-weighted mean of the places around
     its cell, read as inference reads a joint (`training.keypoint_targets.centroid_loss`; ours,
     0: off). It pulls a peak shifted by less than a cell, which the focal loss hardly does."""
+    keypoint_stray: float = 0.0
+    """Minus the log of the share of each joint's softmax, over the cells within the reading's
+    search window, that lies within 2 cells of the joint (`training.keypoint_targets.
+    stray_loss`; ours, 0: off). It pushes down a rival peak, such as the next finger's tip, that
+    the focal loss scores as one cell among many."""
     keypoint_subcell: bool = False
     """Centre each joint's Gaussian target on the joint's exact place rather than on its cell's
     centre (its cell stays the peak, exactly 1), so that the heat around a peak says where in

@@ -16,6 +16,13 @@ The centroid loss reads each labelled joint as inference does (the heat-weighted
 places around a cell), around the joint's own cell, and measures how far that lands from the
 joint: the focal loss pulls the heat towards the Gaussian everywhere, with little pull from a
 peak shifted by under a cell, which is where most of the reading's error lies.
+
+The stray loss asks that a joint's channel be hottest near the joint within the window the
+reading searches: a softmax (at `STRAY_TEMPERATURE`) of the channel's logits over the cells
+within `STRAY_WINDOW_FRACTION` of the hand's box around the joint, and minus the log of its mass
+within `STRAY_NEAR_CELLS`. The focal loss scores each cell alone, so a second peak on the next
+finger's tip costs it little, while the reading then picks the wrong one of the two; this term
+grows with the rival's share and fades once the joint's own peak dominates.
 """
 
 from __future__ import annotations
@@ -33,6 +40,16 @@ GAUSSIAN_RADIUS_CELLS = 2
 about 2-4 cells apart on a hand of 60-115 pixels, so one channel per joint keeps them apart."""
 GAUSSIAN_SIGMA_CELLS = (2 * GAUSSIAN_RADIUS_CELLS + 1) / 6.0
 """CenterNet's sigma for a given radius."""
+STRAY_NEAR_CELLS = 2.0
+"""Cells whose centre lies within this distance (cells) of the joint count as the joint's own:
+about the focal target's Gaussian, so the term does not fight its shape."""
+STRAY_TEMPERATURE = 0.5
+"""The softmax's temperature on the heatmap logits. Below 1 the term looks at the strongest
+cells, as the reading's choice of peak does: with v32 on training scenes half its joints score
+under 0.39 and a tenth over 1.7."""
+STRAY_WINDOW_FRACTION = 0.40
+"""The stray loss's window around each joint, as a fraction of its hand's keypoint box side: the
+reading's search radius (`smhr_core.keypoint_heatmap.SEARCH_FRACTION`)."""
 
 
 @dataclass(frozen=True)
@@ -136,3 +153,46 @@ def centroid_loss(maps: torch.Tensor, targets: KeypointTargets) -> torch.Tensor:
     error = (read / OUTPUT_STRIDE - true).abs().sum(-1).reshape(batch, -1)
     on = targets.on.reshape(batch, -1)
     return (error * on).sum(-1) / on.sum(-1).clamp(min=1.0)
+
+
+def stray_loss(maps: torch.Tensor, targets: KeypointTargets) -> torch.Tensor:
+    """Per-sample (B,) minus the log of the share of each labelled joint's softmax (its channel's
+    logits over the cells within `STRAY_WINDOW_FRACTION` of its hand's box around it) that lies
+    within `STRAY_NEAR_CELLS` of the joint, averaged over the sample's labelled joints (0 when it
+    has none). Cells near the same joint of another hand of the image are left out of the
+    window, as the reading keeps hands apart by their own windows.
+
+    Args:
+        maps: (B, 23, W, W) `keypoints` head output (21 heatmap logits, x and y offsets).
+    """
+    batch, _, width, _ = maps.shape
+    logits = maps[:, :KEYPOINT_JOINTS].float().reshape(batch, 1, KEYPOINT_JOINTS, -1)
+    cell = torch.stack(
+        [targets.cell % width, torch.div(targets.cell, width, rounding_mode="floor")], -1
+    )
+    joint = cell.float() + targets.offset  # (B, M, 21, 2) cells
+    grid = torch.arange(width, device=maps.device, dtype=torch.float32) + 0.5
+    centres = torch.stack(torch.meshgrid(grid, grid, indexing="xy"), -1).reshape(-1, 2)
+    distance = (centres.view(1, 1, 1, -1, 2) - joint[..., None, :]).norm(dim=-1)  # (B, M, 21, W*W)
+    on = targets.on > 0
+    far = torch.finfo(joint.dtype).max
+    low = torch.where(on[..., None], joint, torch.full_like(joint, far)).amin(2)
+    high = torch.where(on[..., None], joint, torch.full_like(joint, -far)).amax(2)
+    side = (high - low).amax(-1).clamp(min=1.0)  # (B, M) cells
+    window = distance <= (STRAY_WINDOW_FRACTION * side)[..., None, None].clamp(
+        min=2 * STRAY_NEAR_CELLS
+    )
+    near = (distance <= STRAY_NEAR_CELLS) & on[..., None]
+    hands = near.shape[1]
+    others = near.unsqueeze(1) & ~torch.eye(hands, dtype=torch.bool, device=maps.device).view(
+        1, hands, hands, 1, 1
+    )
+    # An unlabelled joint counts every cell as its own: its term is exactly 0, with no gradient.
+    near = near | ~on[..., None]
+    window = (window & ~others.any(2)) | near  # (B, M, 21, W*W)
+    masked = (logits / STRAY_TEMPERATURE).masked_fill(~window, float("-inf"))
+    whole = torch.logsumexp(masked, dim=-1)
+    own = torch.logsumexp(masked.masked_fill(~near, float("-inf")), dim=-1)
+    error = torch.where(on, whole - own, torch.zeros_like(whole)).reshape(batch, -1)
+    weight = on.float().reshape(batch, -1)
+    return error.sum(-1) / weight.sum(-1).clamp(min=1.0)

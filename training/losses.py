@@ -23,7 +23,9 @@ Terms (weights from `training.config.LossWeights`):
 - `keypoint_heatmap` / `keypoint_offset` (ours, models with the `keypoints` head): the focal
   loss of the per-joint heatmaps and the L1 of the joints' sub-cell offsets;
   `keypoint_centroid` (ours, weight 0 by default): the L1 between each joint and the inference
-  reading's heat-weighted mean around its cell (`training.keypoint_targets`).
+  reading's heat-weighted mean around its cell (`training.keypoint_targets`);
+  `keypoint_stray` (ours, weight 0 by default): minus the log of the share of each joint's
+  softmax, over the cells the reading searches, that lies next to the joint;
 
 The network's parameters are read at each labelled hand's centre cell `ind` (the ground-truth
 centre, as in training), from the left or the right set by the labelled handedness, and decoded
@@ -56,7 +58,7 @@ from smhr_core.rotations import axis_angle_to_matrix
 from training import sample as S
 from training.config import LossWeights
 from training.joint_limits import left_limits, right_limits
-from training.keypoint_targets import centroid_loss, keypoint_targets, offset_loss
+from training.keypoint_targets import centroid_loss, keypoint_targets, offset_loss, stray_loss
 from training.render import HandRenderer, albedo_from_texture
 
 FOCAL_ALPHA = 2.0
@@ -97,6 +99,7 @@ TERMS = (
     "keypoint_heatmap",
     "keypoint_offset",
     "keypoint_centroid",
+    "keypoint_stray",
 )
 
 
@@ -123,6 +126,7 @@ class LossBreakdown:
     keypoint_heatmap: torch.Tensor
     keypoint_offset: torch.Tensor
     keypoint_centroid: torch.Tensor
+    keypoint_stray: torch.Tensor
 
     def scalars(self) -> dict[str, float]:
         """Every field as a Python float (for logs)."""
@@ -368,10 +372,14 @@ class SMHRLoss(nn.Module):
             per_sample["keypoint_centroid"] = (
                 centroid_loss(maps, targets) if w.keypoint_centroid > 0 else zeros
             )
+            per_sample["keypoint_stray"] = (
+                stray_loss(maps, targets) if w.keypoint_stray > 0 else zeros
+            )
         else:
             per_sample["keypoint_heatmap"] = zeros
             per_sample["keypoint_offset"] = zeros
             per_sample["keypoint_centroid"] = zeros
+            per_sample["keypoint_stray"] = zeros
 
         if photometric:
             per_sample["photometric"], per_sample["mask"] = self._photometric(outputs, batch, pred)

@@ -1,13 +1,22 @@
-"""Targets, offset loss and centroid loss of the `keypoints` head, and their place in the
-training loss."""
+"""Targets, offset loss, centroid loss and stray loss of the `keypoints` head, and their place
+in the training loss."""
 
 from __future__ import annotations
 
+import math
+
+import pytest
 import torch
 
 from smhr_core.keypoint_heatmap import read_keypoints
 from smhr_core.network import KEYPOINT_JOINTS
-from training.keypoint_targets import centroid_loss, keypoint_targets, offset_loss
+from training.keypoint_targets import (
+    STRAY_TEMPERATURE,
+    centroid_loss,
+    keypoint_targets,
+    offset_loss,
+    stray_loss,
+)
 from training.losses import focal_loss
 
 WIDTH = 16
@@ -160,3 +169,88 @@ def test_centroid_loss_pulls_a_shifted_peak_back_through_the_heat_only() -> None
     # Nothing to read: a sample without labelled joints scores 0.
     t_off = keypoint_targets(keypoints, torch.zeros_like(visible), valid, width)
     assert float(centroid_loss(shifted.detach(), t_off)) == 0.0
+
+
+def _spikes(keypoints: torch.Tensor, width: int) -> torch.Tensor:
+    """(1, 23, W, W) maps of logits -20 with 5 at the cell of each joint of the first hand."""
+    maps = torch.full((1, KEYPOINT_JOINTS + 2, width, width), -20.0)
+    cells = (keypoints[0, 0] / 4).floor().long()
+    for j, (x, y) in enumerate(cells.tolist()):
+        maps[0, j, y, x] = 5.0
+    return maps
+
+
+def _rival_cell(keypoints: torch.Tensor, joint: int, cells: int) -> tuple[int, int]:
+    """(x, y) of the cell `cells` cells from the joint's, towards the 32-cell map's middle."""
+    x, y = (keypoints[0, 0, joint] / 4).floor().long().tolist()
+    return (x + cells, y) if x < 16 else (x - cells, y)
+
+
+def test_stray_loss_scores_a_rival_peak_in_the_reading_window() -> None:
+    width = 32
+    keypoints, visible, valid = _one_hand(3)
+    t = keypoint_targets(keypoints, visible, valid, width)
+    alone = _spikes(keypoints, width)
+    assert float(stray_loss(alone, t)) < 1e-6
+    # A rival as hot as the joint, 5 cells off (within 0.4 of the hand's box, over 20 cells
+    # to 24 here): half of joint 0's softmax lies on it, log 2 over the hand's 21 joints.
+    rivalled = alone.clone()
+    x, y = _rival_cell(keypoints, 0, 5)
+    rivalled[0, 0, y, x] = 5.0
+    assert float(stray_loss(rivalled, t)) == pytest.approx(math.log(2) / KEYPOINT_JOINTS, rel=1e-4)
+    # A weaker rival weighs exp(-drop / temperature) as much.
+    rivalled[0, 0, y, x] = 4.0
+    share = math.exp(-1.0 / STRAY_TEMPERATURE)
+    assert float(stray_loss(rivalled, t)) == pytest.approx(
+        math.log(1 + share) / KEYPOINT_JOINTS, rel=1e-4
+    )
+    # Outside the window (14 cells off, at most 9.6 here) the reading would not look: no cost.
+    far = alone.clone()
+    x, y = _rival_cell(keypoints, 0, 14)
+    far[0, 0, y, x] = 5.0
+    assert float(stray_loss(far, t)) < 1e-6
+
+
+def test_stray_loss_leaves_another_hands_joint_alone_and_lowers_the_rival() -> None:
+    width = 32
+    keypoints, visible, valid = _one_hand(4)
+    x, y = _rival_cell(keypoints, 0, 5)
+    maps = _spikes(keypoints, width)
+    maps[0, 0, y, x] = 5.0
+    # The same peak is joint 0 of a second hand: the first hand's window leaves it out, and the
+    # second hand's own joint 0 sits on it.
+    second = keypoints.clone()
+    second[0, 0, 0] = torch.tensor([x + 0.5, y + 0.5]) * 4
+    two = keypoint_targets(
+        torch.cat([keypoints, second[:, :1]], dim=1),
+        torch.cat([visible, torch.zeros_like(visible)], dim=1),
+        torch.ones(1, 2),
+        width,
+    )
+    two.on[0, 1, 0] = 1.0  # only that joint of the second hand is labelled
+    assert float(stray_loss(maps, two)) < 1e-6
+    # As a rival it is pushed down and the joint's own peak up; nothing else moves.
+    t = keypoint_targets(keypoints, visible, valid, width)
+    maps.requires_grad_()
+    loss = stray_loss(maps, t)
+    loss.sum().backward()
+    grad = maps.grad
+    cx, cy = (keypoints[0, 0, 0] / 4).floor().long().tolist()
+    assert float(grad[0, 0, y, x]) > 0 and float(grad[0, 0, cy, cx]) < 0
+    assert float(grad[0, 1:].abs().sum()) < 1e-6
+    assert float(stray_loss(maps.detach() - 0.5 * grad.sign(), t)) < float(loss.detach())
+
+
+def test_stray_loss_is_zero_with_a_finite_gradient_for_unlabelled_joints() -> None:
+    width = 32
+    keypoints, visible, valid = _one_hand(5)
+    keypoints[0, 0, 4] = torch.tensor([-9.0, 40.0])  # outside the image
+    visible[0, 0, 7] = 0.0
+    t = keypoint_targets(keypoints, visible, valid, width)
+    maps = _spikes(keypoints, width).requires_grad_()
+    loss = stray_loss(maps, t)
+    loss.sum().backward()
+    assert torch.isfinite(maps.grad).all()
+    assert float(maps.grad[0, [4, 7]].abs().sum()) == 0.0
+    nothing = keypoint_targets(keypoints, torch.zeros_like(visible), valid, width)
+    assert float(stray_loss(maps.detach(), nothing)) == 0.0

@@ -403,19 +403,30 @@ def test_keypoint_subcell_sets_the_keypoint_heatmap_targets(
     assert losses[False, False] < losses[False, True]
 
 
-def test_keypoint_centroid_counts_only_with_a_weight(
-    hand_model: HandModel, exact_scene: SceneBuilder
+@pytest.mark.parametrize(
+    ("term", "shift", "least"),
+    [
+        # Heat one cell right of every joint: the reading misses each by about a cell.
+        ("keypoint_centroid", 1, 0.5),
+        # Heat three cells right of every joint as well as on it: each joint has a rival.
+        ("keypoint_stray", 3, 0.05),
+    ],
+)
+def test_keypoint_reading_terms_count_only_with_a_weight(
+    hand_model: HandModel, exact_scene: SceneBuilder, term: str, shift: int, least: float
 ) -> None:
     outputs, batch = exact_scene([[(6, 6)]], [[True]])
     target = keypoint_targets(batch[S.KEYPOINTS_PX], batch[S.KEYPOINTS_VIS], batch[S.VALID], W)
+    heat = target.heatmap.roll(shift, dims=-1)
+    if term == "keypoint_stray":
+        heat = torch.maximum(target.heatmap, heat)
     maps = torch.zeros(target.heatmap.shape[0], KEYPOINT_JOINTS + 2, W, W)
-    # Heat one cell right of every joint: the reading misses each by about a cell.
-    maps[:, :KEYPOINT_JOINTS] = torch.logit(target.heatmap.roll(1, dims=-1).clamp(1e-4, 1 - 1e-4))
+    maps[:, :KEYPOINT_JOINTS] = torch.logit(heat.clamp(1e-4, 1 - 1e-4))
     scene = {**outputs, "keypoints": maps}
     off = SMHRLoss(LossWeights(), hand_model, R)(scene, batch)[0]
-    on = SMHRLoss(LossWeights(keypoint_centroid=20.0), hand_model, R)(scene, batch)[0]
-    assert off.keypoint_centroid.item() == 0.0
-    assert on.keypoint_centroid.item() > 0.5
+    on = SMHRLoss(LossWeights(**{term: 20.0}), hand_model, R)(scene, batch)[0]
+    assert getattr(off, term).item() == 0.0
+    assert getattr(on, term).item() > least
     assert on.total.item() == pytest.approx(
-        off.total.item() + 20.0 * on.keypoint_centroid.item(), rel=1e-5
+        off.total.item() + 20.0 * getattr(on, term).item(), rel=1e-5
     )
