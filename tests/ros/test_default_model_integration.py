@@ -21,11 +21,11 @@ RESOLUTION = 320
 START_TIMEOUT_S = 240.0
 REPLY_TIMEOUT_S = 120.0
 
-# Bounds below what the shipped model measured on these scenes through the node: v33 recall 1.00,
-# precision 1.00, median 2D error 0.031 of the box, wrist-relative joints 0.015 m, handedness 21/23
-# (v32: 0.038, 0.017 m, 22/23; v31: 0.034, 0.019 m, 22/23; v30: 0.033, 0.018 m, 21/23; v29:
-# 0.036, 0.017 m, 21/23), with the default decoding (keypoint fit on with the finger-pose prior
-# per axis and scores squared, joints
+# Bounds below what the shipped model measured on these scenes through the node: v34 recall 1.00,
+# precision 1.00, median 2D error 0.037 of the box, wrist-relative joints 0.015 m, handedness 21/23
+# (v33: 0.031, 0.015 m, 21/23; v32: 0.038, 0.017 m, 22/23; v31: 0.034, 0.019 m, 22/23; v30:
+# 0.033, 0.018 m, 21/23; v29: 0.036, 0.017 m, 21/23), with the default decoding (keypoint fit on
+# with the finger-pose prior per axis and scores squared, joints
 # read along the kinematic tree within 40 % of the box with no two fingertips on one peak, each at
 # the heat-weighted mean around its peak, the second look at a crop around each hand, the hand at 33
 # % of the input, and each hand read from the crop and its mirror image, fitted in five iterations
